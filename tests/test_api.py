@@ -1,0 +1,64 @@
+"The public API contract of causal_rn.relation, checked on the installed package."
+import importlib.metadata, inspect, subprocess, sys
+
+import pytest
+import torch
+
+from causal_rn.relation import relation
+
+
+def test_relation_signature_matches_contract():
+    params = inspect.signature(relation).parameters
+    assert list(params)[:2] == ["q", "p"]
+    expected = dict(prenorm="exact", act="exp", causal=True, norm="layer", eps=0.0, stable=False, impl="auto")
+    for name, default in expected.items():
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert params[name].default == default, name
+
+
+def test_import_needs_no_notebook_tools():
+    code = ("import sys, causal_rn, causal_rn.literal, causal_rn.factorised, causal_rn.linearisation, "
+            "causal_rn.norms, causal_rn.relation, causal_rn.benchmark\n"
+            "bad = [m for m in ('nbdev', 'IPython', 'jupyterlab', 'ipywidgets', 'execnb') if m in sys.modules]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runtime_requirements_exclude_dev_tools():
+    reqs = importlib.metadata.requires("causal_rn") or []
+    runtime = [r for r in reqs if "extra ==" not in r]
+    names = {r.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower() for r in runtime}
+    assert "torch" in names and not names & {"nbdev", "jupyterlab", "ipywidgets", "pytest"}, names
+
+
+@pytest.mark.parametrize("prenorm,act,impl", [("exact", "exp", "chunked"), ("approx", "exp", "linear"),
+                                              ("none", "gelu", "chunked"), ("exact", "elu", "naive")])
+def test_random_shapes_agree_with_naive(prenorm, act, impl):
+    "Random shapes and tile sizes, float64: every impl equals the materialised reference, values and gradients."
+    g = torch.Generator().manual_seed(hash((prenorm, act, impl)) % 2**31)
+    for _ in range(12):
+        B, T, H = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in [(1, 4), (1, 40), (2, 24)])
+        causal = bool(torch.randint(0, 2, (1,), generator=g))
+        chunk = int(torch.randint(1, T + 3, (1,), generator=g)) if impl == "chunked" else None
+        q = torch.randn(B, T, H, dtype=torch.float64, generator=g, requires_grad=True)
+        p = torch.randn(B, T, H, dtype=torch.float64, generator=g, requires_grad=True)
+        w = torch.randn(B, T, H, dtype=torch.float64, generator=g)
+        kw = dict(prenorm=prenorm, act=act, causal=causal)
+        y = relation(q, p, impl=impl, chunk=chunk, **kw)
+        gq, gp = torch.autograd.grad((y * w).sum(), (q, p))
+        y0 = relation(q, p, impl="naive", **kw)
+        gq0, gp0 = torch.autograd.grad((y0 * w).sum(), (q, p))
+        for a, b in [(y, y0), (gq, gq0), (gp, gp0)]:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(prenorm="Exact"), "prenorm must be one of"),
+    (dict(impl="triton"), "use impl='chunked'"),
+    (dict(impl="linear"), "does not factorise"),
+    (dict(act="relu", stable=True), "use stable=False"),
+])
+def test_bad_options_name_the_problem(kwargs, message):
+    q = torch.randn(1, 4, 3)
+    with pytest.raises((ValueError, TypeError, NotImplementedError), match=message.replace("(", r"\(")):
+        relation(q, q.clone(), **kwargs)
