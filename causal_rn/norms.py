@@ -8,7 +8,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0

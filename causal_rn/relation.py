@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .factorised import (ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, get_activation,
-                                  pair_counts)
+from .factorised import ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, pair_counts
 from .linearisation import linear_relation
 from .norms import PRENORMS, centre, get_norm, pair_spread, prenorm_join
 
