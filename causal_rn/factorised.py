@@ -39,28 +39,30 @@ def get_activation(act: str | Callable) -> Callable[[Tensor], Tensor]:
     return ACTIVATIONS[act]
 
 # %% ../nbs/02_factorised.ipynb #54418ad5
-def causal_mask(T: int, causal: bool = True, device=None) -> Tensor:
-    "(T, T) bool, [output j, memory i]: True where memory i is in S_j (i <= j if causal, else everywhere)."
-    ones = torch.ones(T, T, dtype=torch.bool, device=device)
-    return ones.tril() if causal else ones
+def causal_mask(T: int, causal: bool = True, device=None, T_mem: int | None = None) -> Tensor:
+    "(T, T_mem) bool, [output j, memory i]: True where i is in S_j. The T outputs are the last T of T_mem positions."
+    T_mem = T if T_mem is None else T_mem
+    ones = torch.ones(T, T_mem, dtype=torch.bool, device=device)
+    return ones.tril(T_mem - T) if causal else ones
 
-def pair_counts(T: int, causal: bool = True, device=None, dtype=torch.float32) -> Tensor:
-    "(T,): |S_j|, the number of memory positions each output averages over (j+1 causal, T bidirectional)."
-    if causal: return torch.arange(1, T + 1, device=device, dtype=dtype)
-    return torch.full((T,), float(T), device=device, dtype=dtype)
+def pair_counts(T: int, causal: bool = True, device=None, dtype=torch.float32, T_mem: int | None = None) -> Tensor:
+    "(T,): |S_j| for the last T of T_mem positions (T_mem defaults to T): j+1 if causal, T_mem if not."
+    T_mem = T if T_mem is None else T_mem
+    if causal: return torch.arange(T_mem - T + 1, T_mem + 1, device=device, dtype=dtype)
+    return torch.full((T,), float(T_mem), device=device, dtype=dtype)
 
 # %% ../nbs/02_factorised.ipynb #71820811
 def factorised_relation(q: Tensor, p: Tensor, act: str | Callable = "exp", causal: bool = True,
                         join: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-    "Materialised relation: `y[:, j] = mean_{i in S_j} act(join(p[:, i], q[:, j]))`, q and p (B, T, H)."
+    "Materialised relation: `y[:, j] = mean_{i in S_j} act(join(p[:, i], q[:, j]))`; q (B, Tq, H) are the last Tq of p's (B, Tp, H) positions."
     act = get_activation(act)
-    B, T, H = q.shape
-    left, right = p[:, None, :, :], q[:, :, None, :]             # (B, 1, T, H) memory i, (B, T, 1, H) output j
-    h = join(left, right) if join is not None else left + right  # (B, T, T, H) pre-activations [b, j, i, :]
+    T, T_mem = q.shape[1], p.shape[1]
+    left, right = p[:, None, :, :], q[:, :, None, :]             # (B, 1, Tp, H) memory i, (B, Tq, 1, H) output j
+    h = join(left, right) if join is not None else left + right  # (B, Tq, Tp, H) pre-activations [b, j, i, :]
     a = act(h)
-    mask = causal_mask(T, causal, q.device)[None, :, :, None]     # mask AFTER the activation
+    mask = causal_mask(T, causal, q.device, T_mem)[None, :, :, None]   # mask AFTER the activation
     a = torch.where(mask, a, torch.zeros((), dtype=a.dtype, device=a.device))
-    return a.sum(2) / pair_counts(T, causal, q.device, q.dtype)[:, None]
+    return a.sum(2) / pair_counts(T, causal, q.device, q.dtype, T_mem)[:, None]
 
 # %% ../nbs/02_factorised.ipynb #27c59428
 def pair_projections(x: Tensor, f: PairMLP) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ from torch import Tensor
 from .factorised import pair_counts
 
 # %% auto #0
-__all__ = ['linear_relation_plain', 'linear_relation']
+__all__ = ['linear_relation_plain', 'causal_log_memory', 'from_log', 'linear_relation']
 
 # %% ../nbs/03_linearisation.ipynb #33e3473d
 def linear_relation_plain(q: Tensor, p: Tensor, causal: bool = True) -> Tensor:
@@ -22,10 +22,18 @@ def linear_relation_plain(q: Tensor, p: Tensor, causal: bool = True) -> Tensor:
     return q.exp() * memory / pair_counts(T, causal, q.device, q.dtype)[:, None]
 
 # %% ../nbs/03_linearisation.ipynb #69a80d2d
+def causal_log_memory(p: Tensor, log_memory: Tensor | None = None) -> Tensor:
+    "log sum_{i <= j} exp(p_i) for every j, (B, T, H), continuing from `log_memory` (B, H): the log-sum of earlier positions."
+    log_sums = p.logcumsumexp(1)
+    return log_sums if log_memory is None else torch.logaddexp(log_sums, log_memory[:, None])
+
+def from_log(log_y: Tensor, stable: bool) -> Tensor:
+    "exp(log_y), or with `stable` each row divided by its maximum first (the max is treated as a constant)."
+    return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach()) if stable else log_y.exp()
+
 def linear_relation(q: Tensor, p: Tensor, causal: bool = True, stable: bool = False) -> Tensor:
     "Eq. 5 relation `mean_{i in S_j} exp(p_i + q_j)`; `stable=True` returns each row divided by its max (Appendix A)."
     if not stable: return linear_relation_plain(q, p, causal)
     T = q.shape[1]
-    log_memory = p.logcumsumexp(1) if causal else p.logsumexp(1, keepdim=True)   # log sum_{i in S_j} exp(p_i)
-    log_y = q + log_memory - pair_counts(T, causal, q.device, q.dtype).log()[:, None]
-    return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach())               # (B, T, H), row max = 1
+    log_memory = causal_log_memory(p) if causal else p.logsumexp(1, keepdim=True)   # log sum_{i in S_j} exp(p_i)
+    return from_log(q + log_memory - pair_counts(T, causal, q.device, q.dtype).log()[:, None], stable=True)

@@ -15,17 +15,17 @@ from .linearisation import linear_relation
 from .norms import PRENORMS, centre, get_norm, pair_spread, prenorm_join
 
 # %% auto #0
-__all__ = ['TILE_ELEMS', 'IMPLS', 'tile_side', 'ChunkedRelation', 'decomposable', 'relation', 'supports']
+__all__ = ['TILE_ELEMS', 'IMPLS', 'tile_side', 'ChunkedRelation', 'decomposable', 'relation', 'relation_rows', 'supports']
 
 # %% ../nbs/05_relation.ipynb #7dc3459c
 def _naive(q: Tensor, p: Tensor, prenorm: str, act: str, causal: bool, norm: str, eps: float, stable: bool) -> Tensor:
-    "Materialised relation, (B, T, T, H) intermediates; the reference every other impl is tested against."
+    "Materialised relation, (B, Tq, Tp, H) intermediates; q holds the last Tq of p's Tp positions (usually Tq = Tp)."
     join = prenorm_join(prenorm, norm, eps)
     if not stable: return factorised_relation(q, p, act, causal, join)
-    T = q.shape[1]
-    h = join(p[:, None, :, :], q[:, :, None, :])                                     # (B, T_out j, T_mem i, H)
-    h = h.masked_fill(~causal_mask(T, causal, q.device)[None, :, :, None], float("-inf"))
-    log_y = h.logsumexp(2) - pair_counts(T, causal, q.device, q.dtype).log()[:, None]  # (B, T, H)
+    T, T_mem = q.shape[1], p.shape[1]
+    h = join(p[:, None, :, :], q[:, :, None, :])                                     # (B, Tq j, Tp i, H)
+    h = h.masked_fill(~causal_mask(T, causal, q.device, T_mem)[None, :, :, None], float("-inf"))
+    log_y = h.logsumexp(2) - pair_counts(T, causal, q.device, q.dtype, T_mem).log()[:, None]  # (B, Tq, H)
     return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach())
 
 # %% ../nbs/05_relation.ipynb #44dc1f56
@@ -139,18 +139,20 @@ def _linear(q: Tensor, p: Tensor, prenorm: str, causal: bool, norm: str, eps: fl
 # %% ../nbs/05_relation.ipynb #a64a3515
 IMPLS = ("auto", "naive", "chunked", "linear", "triton")
 
-def _check_tensors(q, p):
+def _check_tensors(q, p, same_length: bool = True):
     for name, t in (("q", q), ("p", p)):
         if not isinstance(t, Tensor): raise TypeError(f"{name} must be a torch.Tensor of shape (B, T, H), got {type(t).__name__}")
         if t.dim() != 3: raise ValueError(f"{name} must have shape (B, T, H), got {tuple(t.shape)}")
         if not t.is_floating_point(): raise TypeError(f"{name} must be a floating-point tensor (float32, float64, bfloat16 or float16), got {t.dtype}")
-    if q.shape != p.shape:
+    if same_length and q.shape != p.shape:
         raise ValueError(f"q and p must have the same shape (B, T, H), got q {tuple(q.shape)} and p {tuple(p.shape)}; "
                          "relation() does not broadcast, expand explicitly if that is what you mean")
+    if not same_length and (q.shape[0] != p.shape[0] or q.shape[2] != p.shape[2] or q.shape[1] > p.shape[1]):
+        raise ValueError(f"q (B, Tq, H) and p (B, Tp, H) must agree in B and H with Tq <= Tp, got q {tuple(q.shape)} "
+                         f"and p {tuple(p.shape)}")
     if q.dtype != p.dtype: raise TypeError(f"q and p must have the same dtype, got q {q.dtype} and p {p.dtype}")
     if q.device != p.device: raise ValueError(f"q and p must be on the same device, got q on {q.device} and p on {p.device}")
-    B, T, H = q.shape
-    if B == 0 or T == 0 or H == 0: raise ValueError(f"q and p must be non-empty (B, T, H >= 1), got shape {tuple(q.shape)}")
+    if 0 in q.shape: raise ValueError(f"q and p must be non-empty (B, T, H >= 1), got shape {tuple(q.shape)}")
 
 def _check_options(prenorm, act, norm, eps, stable, impl, chunk, H):
     if prenorm not in PRENORMS: raise ValueError(f"prenorm must be one of {PRENORMS}, got {prenorm!r}")
@@ -199,6 +201,16 @@ def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", 
     elif impl == "linear": y = _linear(q, p, prenorm, causal, norm, eps, stable)
     else: y = _chunked(q, p, prenorm, act, causal, norm, eps, stable, chunk)
     return y.to(dtype)
+
+# %% ../nbs/05_relation.ipynb #aa27087e
+def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
+                  norm: str = "layer", eps: float = 0.0, stable: bool = False) -> Tensor:
+    "The relation's outputs at the last Tq positions: `q` (B, Tq, H) their output sides, `p` (B, Tp, H) the memory sides of all Tp >= Tq positions."
+    _check_tensors(q, p, same_length=False)
+    _check_options(prenorm, act, norm, eps, stable, "naive", None, q.shape[-1])
+    dtype = q.dtype
+    if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()
+    return _naive(q, p, prenorm, act, causal, norm, eps, stable).to(dtype)
 
 # %% ../nbs/05_relation.ipynb #85797503
 def supports(impl: str, prenorm: str, act: str) -> bool:

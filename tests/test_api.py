@@ -18,7 +18,7 @@ def test_relation_signature_matches_contract():
 
 def test_import_needs_no_notebook_tools():
     code = ("import sys, causal_rn, causal_rn.literal, causal_rn.factorised, causal_rn.linearisation, "
-            "causal_rn.norms, causal_rn.relation, causal_rn.benchmark\n"
+            "causal_rn.norms, causal_rn.relation, causal_rn.benchmark, causal_rn.blocks, causal_rn.model\n"
             "bad = [m for m in ('nbdev', 'IPython', 'jupyterlab', 'ipywidgets', 'execnb') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,57 @@
+"The model API contract of causal_rn.model, checked on the installed package."
+import dataclasses
+
+import pytest
+import torch
+
+from causal_rn.model import KINDS, ModelConfig, build_model, count_params
+
+
+def test_config_fields_match_contract():
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    assert {"kind", "vocab_size", "context", "d_model", "d_hidden", "n_blocks", "n_heads", "prenorm", "postnorm",
+            "act", "norm"} <= fields
+    assert set(KINDS) == {"causal_rn", "linear_causal_rn", "bi_rn", "linear_bi_rn", "transformer", "linear_transformer"}
+
+
+@pytest.mark.parametrize("kind,expected", [("causal_rn", "1.34M"), ("transformer", "5.33M")])
+def test_paper_parameter_counts(kind, expected):
+    model = build_model(ModelConfig(kind=kind, vocab_size=29, context=514, d_model=192, d_hidden=None, n_blocks=12))
+    assert f"{count_params(model, embeddings=False) / 1e6:.2f}M" == expected
+    assert count_params(model, embeddings=True) == count_params(model) + 29 * 192 + 514 * 192
+
+
+@pytest.mark.parametrize("kind", ["causal_rn", "linear_causal_rn", "transformer", "linear_transformer"])
+def test_cached_generation_matches_full_forward(kind):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=13, context=40, d_model=16, n_blocks=2, n_heads=2)).double()
+    prompt = torch.randint(0, 13, (2, 3))
+    tokens, logits = model.generate(prompt, 30, return_logits=True)
+    assert tokens.shape == (2, 33) and logits.shape == (2, 30, 13)
+    torch.testing.assert_close(logits, model(tokens)[:, 2:-1], rtol=1e-6, atol=1e-6)
+    assert torch.equal(tokens, model.generate(prompt, 30, use_cache=False))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_trains_one_step(kind):
+    "Gradients reach every parameter and are finite (float32, the training dtype)."
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, vocab_size=13, context=24, d_model=16, n_blocks=2))
+    idx = torch.randint(0, 13, (4, 24))
+    loss = torch.nn.functional.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.isfinite().all(), name
+
+
+def test_bad_inputs_name_the_problem():
+    model = build_model(ModelConfig(vocab_size=13, context=24, d_model=16, n_blocks=1))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 12\]"):
+        model(torch.tensor([[3, 13]]))
+    with pytest.raises(ValueError, match="longer than the context of 24"):
+        model(torch.zeros(1, 25, dtype=torch.long))
+    with pytest.raises(ValueError, match="cannot generate"):
+        build_model(ModelConfig(kind="bi_rn", vocab_size=13, context=24, d_model=16, n_blocks=1)).generate(
+            torch.zeros(1, 2, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="use kind='causal_rn'"):
+        ModelConfig(kind="linear_causal_rn", prenorm="exact").resolved()
