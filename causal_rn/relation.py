@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_relation.ipynb #0d344651
 from __future__ import annotations
-import math
+import importlib.util, math, os
 
 import torch
 from torch import Tensor
@@ -35,18 +35,23 @@ def tile_side(T: int, H: int, chunk: int | None = None) -> int:
     "Rows per block (output and memory alike): `chunk`, or about sqrt(TILE_ELEMS / H), at most T."
     return min(T, chunk or max(1, math.isqrt(TILE_ELEMS // H)))
 
-def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None):
-    "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1."
+def _largest_tile(B: int, T: int, H: int, chunk: int | None) -> tuple[int, int, int, int]:
+    "Shape (batch rows, output rows, memory rows, H) of the largest tile."
     s = tile_side(T, H, chunk)
     rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1       # short sequences: several batch rows per tile
+    return min(B, rows), s, s, H
+
+def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None):
+    "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1."
+    rows, s, _, _ = _largest_tile(B, T, H, chunk)
     for b0 in range(0, B, rows):
         for j0 in range(0, T, s):
             for i0 in range(0, (j0 + 1) if causal else T, s):        # causal: blocks on or below the diagonal
                 yield slice(b0, min(B, b0 + rows)), j0, min(T, j0 + s), i0, min(T, i0 + s), causal and i0 == j0
 
-def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float):
-    "Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H); r and sigma (b, C, Ti)."
-    n = qt[:, :, None, :] + pt[:, None, :, :]
+def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tensor | None = None):
+    "Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H), written to `out` if given; r and sigma (b, C, Ti)."
+    n = torch.add(qt[:, :, None, :], pt[:, None, :, :], out=out)
     if not normalise: return n, None, None
     sigma = pair_spread(qt, pt)
     r = 1.0 / (sigma + eps)
@@ -57,76 +62,113 @@ def _future(C: int, device) -> Tensor:
     return torch.ones(C, C, dtype=torch.bool, device=device).triu(1)[:, :, None]
 
 # %% ../nbs/05_relation.ipynb #816d6223
+def _forward_tile(qt: Tensor, pt: Tensor, old_max: Tensor | None, act: str, normalise: bool, eps: float,
+                  diagonal: bool, work: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    "Sum over this tile's memory rows of act(n), (b, C, H); with `old_max` (b, C, 1), relative to the new row max."
+    n, _, _ = _tile_preact(qt, pt, normalise, eps, out=work)                       # (b, C, Ti, H)
+    if act != "exp":
+        a = ACTIVATIONS[act](n)
+        if diagonal: a.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
+        return a.sum(2), None
+    if diagonal: n.masked_fill_(_future(qt.shape[1], qt.device), float("-inf"))    # exp(-inf) = 0: exact for exp
+    if old_max is None: return n.exp_().sum(2), None
+    new_max = torch.maximum(old_max, n.amax(dim=(2, 3))[..., None])                # online maximum per output row
+    return n.sub_(new_max[:, :, None, :]).exp_().sum(2), new_max
+
+def _backward_tile(qt: Tensor, pt: Tensor, gt: Tensor, shift: Tensor | None, act: str, normalise: bool, eps: float,
+                   diagonal: bool, work: tuple | None = None) -> tuple[Tensor, Tensor]:
+    "This tile's contributions to dL/dq (b, C, H) and dL/dp (b, Ti, H); `gt` is dL/dy of its rows (divided by |S_j| unless exp)."
+    w_n, w_delta, w_prod = work or (None, None, None)
+    n, r, sigma = _tile_preact(qt, pt, normalise, eps, out=w_n)
+    if act == "exp": delta = torch.sub(n, shift[:, :, None, None], out=w_delta).exp_()   # d y_j / d n_ij
+    else: delta = ACTIVATION_GRADS[act](n)
+    delta.mul_(gt[:, :, None, :])                                                  # (b, C, Ti, H): dL / dn
+    if diagonal: delta.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
+    if not normalise: return delta.sum(2), delta.sum(1)
+    s = torch.mul(delta, n, out=w_prod).sum(-1)                                    # (b, C, Ti): delta . n
+    c = torch.where(sigma > 0, s * r / (qt.shape[-1] * sigma), torch.zeros_like(s))
+    delta.mul_(r[..., None])                                                       # r * delta
+    return (delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt,
+            delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt)
+
+def _workspace(q: Tensor, shape: tuple, count: int) -> list[Tensor]:
+    "`count` flat buffers, each large enough for the largest tile."
+    return [torch.empty(math.prod(shape), dtype=q.dtype, device=q.device) for _ in range(count)]
+
+def _view(buffer: Tensor | None, shape: tuple) -> Tensor | None:
+    return None if buffer is None else buffer[:math.prod(shape)].view(shape)
+
+_compiled_tiles: dict = {}
+
+def _tile_functions(compiled: bool):
+    "The per-tile functions, eager or (compiled=True) fused by torch.compile, compiled once per process."
+    if not compiled: return _forward_tile, _backward_tile
+    if not _compiled_tiles:
+        _compiled_tiles["fwd"] = torch.compile(_forward_tile, dynamic=False)
+        _compiled_tiles["bwd"] = torch.compile(_backward_tile, dynamic=False)
+    return _compiled_tiles["fwd"], _compiled_tiles["bwd"]
+
+# %% ../nbs/05_relation.ipynb #394a7080
 class ChunkedRelation(torch.autograd.Function):
     "Tiled relation with a recomputing backward. Inputs are already centred (exact) or normalised (approx)."
 
     @staticmethod
     def forward(ctx, q: Tensor, p: Tensor, act: str, causal: bool, normalise: bool, eps: float, stable: bool,
-                chunk: int | None) -> Tensor:
+                chunk: int | None, compiled: bool = False) -> Tensor:
         B, T, H = q.shape
+        forward_tile, _ = _tile_functions(compiled)
         counts = pair_counts(T, causal, q.device, q.dtype)
         acc = torch.zeros_like(q)                                                   # sum over memory, per output
         run_max = torch.full((B, T, 1), float("-inf"), dtype=q.dtype, device=q.device) if stable else None
+        work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 1)[0]
         for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, causal, chunk):
-            n, _, _ = _tile_preact(q[bs, j0:j1], p[bs, i0:i1], normalise, eps)    # (b, C, Ti, H)
-            if act != "exp":
-                a = ACTIVATIONS[act](n)
-                if diagonal: a.masked_fill_(_future(j1 - j0, q.device), 0.0)
-                acc[bs, j0:j1] += a.sum(2)
-                continue
-            if diagonal: n.masked_fill_(_future(j1 - j0, q.device), float("-inf"))  # exp(-inf) = 0: exact for exp
-            if stable:                                                               # online maximum per output row
-                old = run_max[bs, j0:j1]                                             # (b, C, 1)
-                new = torch.maximum(old, n.amax(dim=(2, 3))[..., None])
-                acc[bs, j0:j1] *= torch.exp(old - new)
+            old = run_max[bs, j0:j1] if stable else None
+            qt, pt = q[bs, j0:j1], p[bs, i0:i1]
+            tile_work = _view(work, (qt.shape[0], j1 - j0, i1 - i0, H))
+            tile_sum, new = forward_tile(qt, pt, old, act, normalise, eps, diagonal, tile_work)
+            if stable:
+                acc[bs, j0:j1] *= torch.exp(old - new)                                # rescale to the new row max
                 run_max[bs, j0:j1] = new
-                n.sub_(new[:, :, None, :])
-            acc[bs, j0:j1] += n.exp_().sum(2)
+            acc[bs, j0:j1] += tile_sum
         if stable:                                    # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
             top = acc.amax(-1, keepdim=True)
             y, shift = acc / top, (run_max + top.log())[..., 0]
         else:
             y, shift = acc / counts[:, None], counts.log().expand(B, T)
         ctx.save_for_backward(q, p, shift if act == "exp" else counts)
-        ctx.options = act, causal, normalise, eps, chunk
+        ctx.options = act, causal, normalise, eps, chunk, compiled
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Tensor):
         q, p, scale = ctx.saved_tensors
-        act, causal, normalise, eps, chunk = ctx.options
+        act, causal, normalise, eps, chunk, compiled = ctx.options
+        _, backward_tile = _tile_functions(compiled)
         B, T, H = q.shape
         grad_y = grad_y.contiguous()
         if act != "exp": grad_y = grad_y / scale[:, None]                               # 1 / |S_j|
         dq, dp = torch.zeros_like(q), torch.zeros_like(p)
+        work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 3)
         for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, causal, chunk):
+            shift = scale[bs, j0:j1] if act == "exp" else None
             qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-            n, r, sigma = _tile_preact(qt, pt, normalise, eps)
-            if act == "exp": delta = torch.exp(n - scale[bs, j0:j1, None, None])         # d y_j / d n_ij
-            else: delta = ACTIVATION_GRADS[act](n)
-            delta.mul_(grad_y[bs, j0:j1, None, :])                                       # (b, C, Ti, H): dL / dn
-            if diagonal: delta.masked_fill_(_future(j1 - j0, q.device), 0.0)
-            if normalise:
-                s = torch.linalg.vecdot(delta, n)                                        # (b, C, Ti): delta . n
-                c = torch.where(sigma > 0, s * r / (H * sigma), torch.zeros_like(s))
-                delta.mul_(r[..., None])                                                 # r * delta
-                dq[bs, j0:j1] += delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt
-                dp[bs, i0:i1] += delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt
-            else:
-                dq[bs, j0:j1] += delta.sum(2)
-                dp[bs, i0:i1] += delta.sum(1)
-        return dq, dp, None, None, None, None, None, None
+            tile_work = None if work is None else [_view(w, (qt.shape[0], j1 - j0, i1 - i0, H)) for w in work]
+            dq_t, dp_t = backward_tile(qt, pt, grad_y[bs, j0:j1], shift, act, normalise, eps, diagonal, tile_work)
+            dq[bs, j0:j1] += dq_t
+            dp[bs, i0:i1] += dp_t
+        return dq, dp, None, None, None, None, None, None, None
 
-# %% ../nbs/05_relation.ipynb #394a7080
+# %% ../nbs/05_relation.ipynb #3e955923
 def _chunked(q: Tensor, p: Tensor, prenorm: str, act: str, causal: bool, norm: str, eps: float, stable: bool,
-             chunk: int | None) -> Tensor:
+             chunk: int | None, compiled: bool = False) -> Tensor:
     "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
-    if prenorm == "exact": return ChunkedRelation.apply(centre(q, norm), centre(p, norm), act, causal, True, eps, stable, chunk)
+    if prenorm == "exact":
+        return ChunkedRelation.apply(centre(q, norm), centre(p, norm), act, causal, True, eps, stable, chunk, compiled)
     if prenorm == "approx":
         mu = get_norm(norm)
         q, p = mu(q, eps), mu(p, eps)
-    return ChunkedRelation.apply(q, p, act, causal, False, eps, stable, chunk)
+    return ChunkedRelation.apply(q, p, act, causal, False, eps, stable, chunk, compiled)
 
 # %% ../nbs/05_relation.ipynb #59bfcf1e
 def _linear(q: Tensor, p: Tensor, prenorm: str, causal: bool, norm: str, eps: float, stable: bool) -> Tensor:
@@ -137,7 +179,7 @@ def _linear(q: Tensor, p: Tensor, prenorm: str, causal: bool, norm: str, eps: fl
     return linear_relation(q, p, causal, stable)
 
 # %% ../nbs/05_relation.ipynb #a64a3515
-IMPLS = ("auto", "naive", "chunked", "linear", "triton")
+IMPLS = ("auto", "naive", "chunked", "compiled", "linear", "triton")
 
 def _check_tensors(q, p, same_length: bool = True):
     for name, t in (("q", q), ("p", p)):
@@ -170,6 +212,20 @@ def _check_options(prenorm, act, norm, eps, stable, impl, chunk, H):
     if norm == "layer" and prenorm != "none" and H == 1 and eps == 0:
         raise ValueError("LayerNorm over H=1 feature is 0/0: use H >= 2, norm='rms', prenorm='none' or eps > 0")
 
+def _triton_suits(q: Tensor, prenorm: str, act: str) -> bool:
+    "Whether impl='auto' should use the fused Triton kernels: exact form, CUDA tensor, triton installed."
+    return prenorm == "exact" and act == "exp" and q.is_cuda and importlib.util.find_spec("triton") is not None
+
+def _check_triton(q: Tensor, prenorm: str, act: str):
+    if prenorm != "exact" or act != "exp":
+        raise ValueError(f"impl='triton' computes the exact form only (prenorm='exact', act='exp'), got prenorm={prenorm!r}, "
+                         f"act={act!r}; use impl='chunked' (or 'auto') for this form")
+    if importlib.util.find_spec("triton") is None:
+        raise ImportError("impl='triton' needs the triton package (pip install triton); or use impl='chunked'")
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"impl='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1, for testing), "
+                         f"got a tensor on {q.device}; use impl='chunked' (or 'auto') on the CPU")
+
 def decomposable(prenorm: str, act: str) -> bool:
     "Whether the relation factorises as in Eq. 5, so that impl='linear' can compute it in O(T)."
     return act == "exp" and prenorm in ("approx", "none")
@@ -182,24 +238,27 @@ def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", 
 
     prenorm: "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j; mu is `norm` ("layer" or
     "rms"), dividing by (std + eps). causal: S_j = {i <= j}, else all i. stable (exp only): return each row
-    divided by its max, computed without overflow. impl: "naive", "chunked", "linear", "triton" or "auto".
+    divided by its max, computed without overflow. impl: "naive", "chunked", "compiled" (chunked, tiles fused
+    by torch.compile), "linear", "triton" or "auto".
     chunk: rows per tile side for impl="chunked" (None: about 3 * 2**18 numbers per tile)."""
     _check_tensors(q, p)
     _check_options(prenorm, act, norm, eps, stable, impl, chunk, q.shape[-1])
-    if impl == "triton":
-        raise NotImplementedError("impl='triton' (a fused GPU kernel) is not part of this version of causal_rn; "
-                                  "use impl='chunked' (any device) or impl='auto'")
+    if impl == "triton": _check_triton(q, prenorm, act)
     if impl == "linear" and not decomposable(prenorm, act):
         why = ("the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
                "times a function of q_j" if act == "exp" else f"only act='exp' turns a sum of pairs into a product, not act={act!r}")
         raise ValueError(f"impl='linear' needs act='exp' with prenorm 'approx' or 'none': {why}. "
                          "Use impl='chunked' (or 'auto') for this form")
-    if impl == "auto": impl = "linear" if decomposable(prenorm, act) else "chunked"
+    if impl == "auto":
+        impl = "linear" if decomposable(prenorm, act) else "triton" if _triton_suits(q, prenorm, act) else "chunked"
     dtype = q.dtype
     if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()   # compute and accumulate in float32
     if impl == "naive": y = _naive(q, p, prenorm, act, causal, norm, eps, stable)
     elif impl == "linear": y = _linear(q, p, prenorm, causal, norm, eps, stable)
-    else: y = _chunked(q, p, prenorm, act, causal, norm, eps, stable, chunk)
+    elif impl == "triton":
+        from causal_rn.triton_relation import triton_relation      # imported on use: triton is optional
+        y = triton_relation(q, p, causal, norm, eps, stable)
+    else: y = _chunked(q, p, prenorm, act, causal, norm, eps, stable, chunk, compiled=impl == "compiled")
     return y.to(dtype)
 
 # %% ../nbs/05_relation.ipynb #aa27087e
@@ -216,4 +275,5 @@ def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "e
 def supports(impl: str, prenorm: str, act: str) -> bool:
     "Whether `impl` can compute the relation with this `prenorm` and `act`."
     if impl == "linear": return decomposable(prenorm, act)
-    return impl in ("naive", "chunked", "auto")
+    if impl == "triton": return prenorm == "exact" and act == "exp"
+    return impl in ("naive", "chunked", "compiled", "auto")
