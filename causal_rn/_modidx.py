@@ -146,6 +146,7 @@ d = { 'settings': { 'branch': 'main',
                                                                                                'causal_rn/triton_relation.py'),
                                            'causal_rn.triton_relation._relation_fwd_kernel': ( 'triton.html#_relation_fwd_kernel',
                                                                                                'causal_rn/triton_relation.py'),
+                                           'causal_rn.triton_relation._rows': ('triton.html#_rows', 'causal_rn/triton_relation.py'),
                                            'causal_rn.triton_relation._scales': ('triton.html#_scales', 'causal_rn/triton_relation.py'),
                                            'causal_rn.triton_relation.triton_relation': ( 'triton.html#triton_relation',
                                                                                           'causal_rn/triton_relation.py')}}}

@@ -23,6 +23,11 @@ __all__ = ['LOG2E', 'BLOCK_ROWS', 'BLOCK_FEATURES', 'TritonRelation', 'triton_re
 LOG2E = 1.4426950408889634
 
 @triton.jit
+def _rows(X, base, offs_r, ok_r, offs_k, ok_k, H):
+    "A (rows, BK) chunk of a row-major (T, H) matrix, as float32, zero outside the valid rows and features."
+    return tl.load(X + base + offs_r[:, None] * H + offs_k[None, :], mask=ok_r[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
+
+@triton.jit
 def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps,
             BJ: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr):
     "sigma and 1/(sigma + eps) of a (BJ, BI) block of pairs, from one matrix product over all H features."
@@ -30,9 +35,8 @@ def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i
     for k0 in range(0, H, BK):
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
-        qk = tl.load(Q + q_base + offs_j[:, None] * H + offs_k[None, :], mask=ok_j[:, None] & ok_k[None, :], other=0.0)
-        pk = tl.load(P + p_base + offs_i[:, None] * H + offs_k[None, :], mask=ok_i[:, None] & ok_k[None, :], other=0.0)
-        dot += tl.dot(qk.to(tl.float32), tl.trans(pk.to(tl.float32)), input_precision="ieee")
+        qk, pk = _rows(Q, q_base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, p_base, offs_i, ok_i, offs_k, ok_k, H)
+        dot += tl.dot(qk, tl.trans(pk), input_precision="ieee")
     sqq = tl.load(SQQ + sq_base_q + offs_j, mask=ok_j, other=0.0)
     sqp = tl.load(SQP + sq_base_p + offs_i, mask=ok_i, other=0.0)
     sigma = tl.sqrt(tl.maximum(sqq[:, None] + sqp[None, :] + 2.0 * inv_H * dot, 0.0))
@@ -51,8 +55,7 @@ def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T
     for k0 in range(0, H, BK):
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
-        qk = tl.load(Q + q_base + offs_j[:, None] * H + offs_k[None, :], mask=ok_j[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
-        pk = tl.load(P + p_base + offs_i[:, None] * H + offs_k[None, :], mask=ok_i[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
+        qk, pk = _rows(Q, q_base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, p_base, offs_i, ok_i, offs_k, ok_k, H)
         e = tl.exp2((qk[:, None, :] + pk[None, :, :]) * r2[:, :, None] - shift2)   # (BJ, BI, BK), <= 1
         e = tl.where(valid[:, :, None] & ok_k[None, None, :], e, 0.0)
         out = ACC + q_base + offs_j[:, None] * H + offs_k[None, :]
@@ -89,9 +92,8 @@ def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H,
     for k0 in range(0, H, BK):                      # pass 1: delta, its r-weighted sums, and s = delta . n
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
-        qk = tl.load(Q + base + offs_j[:, None] * H + offs_k[None, :], mask=ok_j[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
-        pk = tl.load(P + base + offs_i[:, None] * H + offs_k[None, :], mask=ok_i[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
-        gk = tl.load(G + base + offs_j[:, None] * H + offs_k[None, :], mask=ok_j[:, None] & ok_k[None, :], other=0.0)
+        qk, pk = _rows(Q, base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, base, offs_i, ok_i, offs_k, ok_k, H)
+        gk = _rows(G, base, offs_j, ok_j, offs_k, ok_k, H)
         n = (qk[:, None, :] + pk[None, :, :]) * r[:, :, None]                     # (BJ, BI, BK)
         delta = gk[:, None, :] * tl.exp2(n * 1.4426950408889634 - shift2)
         delta = tl.where(valid[:, :, None] & ok_k[None, None, :], delta, 0.0)
@@ -106,8 +108,7 @@ def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H,
     for k0 in range(0, H, BK):                      # pass 2: the normalisation's terms, two matrix products
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
-        qk = tl.load(Q + base + offs_j[:, None] * H + offs_k[None, :], mask=ok_j[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
-        pk = tl.load(P + base + offs_i[:, None] * H + offs_k[None, :], mask=ok_i[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
+        qk, pk = _rows(Q, base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, base, offs_i, ok_i, offs_k, ok_k, H)
         dq_ptr = DQ + base + offs_j[:, None] * H + offs_k[None, :]
         ok = ok_j[:, None] & ok_k[None, :]
         dq_c = c_j[:, None] * qk + tl.dot(c, pk, input_precision="ieee")
