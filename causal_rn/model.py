@@ -18,7 +18,7 @@ from .relation import IMPLS, decomposable
 
 # %% auto #0
 __all__ = ['KINDS', 'RELATION_KINDS', 'LINEAR_RELATION_KINDS', 'EMBEDDING_PARAMETERS', 'ModelConfig', 'Model', 'output_layers',
-           'init_weights', 'build_model', 'count_params', 'generate']
+           'init_weights', 'build_model', 'count_params', 'generate', 'pick_next_token']
 
 # %% ../nbs/08_model.ipynb #22f6b083
 KINDS = ("causal_rn", "linear_causal_rn", "bi_rn", "linear_bi_rn", "transformer", "linear_transformer")
@@ -41,7 +41,7 @@ class ModelConfig:
     norm: str = "layer"              # every parameter-free normalisation: "layer" or "rms"
     eps: float = 0.0                 # added to the std (or rms) in every normalisation, as the authors' code does
     causal: bool | None = None       # None: False for bi_rn / linear_bi_rn, True otherwise
-    stable: bool | None = None       # relation kinds, exp: log-space trick; None: on where exact (with postnorm)
+    stable: bool | None = None       # relation kinds, exp: log-space trick; None: on where exact (post-norm, one head)
     impl: str = "auto"               # relation kinds: relation() implementation
     input: str = "tokens"            # "tokens" (ids, (B, T)) or "patches" (vectors, (B, T, patch_dim))
     patch_dim: int | None = None     # features per patch for input="patches" (2x2 RGB patches: 12)
@@ -90,8 +90,13 @@ def _resolve(cfg: ModelConfig) -> ModelConfig:
         if cfg.impl not in IMPLS: raise ValueError(f"ModelConfig.impl must be one of {IMPLS}, got {cfg.impl!r}")
         if cfg.impl == "linear" and not decomposable(prenorm, cfg.act):
             raise ValueError(f"impl='linear' cannot compute prenorm={prenorm!r} with act={cfg.act!r}; use impl='auto'")
-        if stable is None: stable = cfg.act == "exp" and cfg.postnorm
+        if stable is None: stable = cfg.act == "exp" and cfg.postnorm and cfg.n_heads == 1
         if stable and cfg.act != "exp": raise ValueError("stable=True is the log-space trick for act='exp'; use stable=False")
+        if stable and cfg.n_heads > 1:
+            raise ValueError(f"stable=True with n_heads={cfg.n_heads}: each head's output is divided by its own row maximum, "
+                             "and the post-norm over all heads together does not undo different factors, so the model would "
+                             "change; use stable=False (exact and approx pre-norm keep exp's argument below 2*sqrt(d_h))")
+
     else:
         changed = [f"{k}={getattr(cfg, k)!r}" for k, default in
                    [("prenorm", None), ("postnorm", True), ("act", "exp"), ("stable", None), ("impl", "auto")]
@@ -156,9 +161,10 @@ class Model(nn.Module):
         return h + self.pos_emb(torch.arange(start, start + T, device=h.device))
 
     @torch.no_grad()
-    def generate(self, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False):
-        "Greedy decoding: `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used)."
-        return generate(self, prompt, max_new_tokens, use_cache, return_logits)
+    def generate(self, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False,
+                 temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None):
+        "Decode `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used); see `generate`."
+        return generate(self, prompt, max_new_tokens, use_cache, return_logits, temperature, top_k, generator)
 
 def _block(cfg: ModelConfig) -> nn.Module:
     if cfg.kind in RELATION_KINDS:
@@ -213,8 +219,9 @@ def count_params(model: nn.Module, embeddings: bool = False) -> int:
 
 # %% ../nbs/08_model.ipynb #574f910e
 @torch.no_grad()
-def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False):
-    "Greedy decoding with per-layer caches (or, `use_cache=False`, re-running the prefix for every token)."
+def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False,
+             temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None):
+    "Greedy (`temperature=0`) or sampled decoding with per-layer caches (or, `use_cache=False`, re-running the prefix)."
     cfg = model.cfg
     if not cfg.causal: raise ValueError(f"a bidirectional {cfg.kind} cannot generate: every new token would change "
                                         "the outputs of all earlier positions; use a causal kind")
@@ -222,17 +229,37 @@ def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool 
     _check_tokens(prompt, cfg.vocab_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if prompt.shape[1] + max_new_tokens > cfg.context:
-        raise ValueError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens exceeds the context of "
-                         f"{cfg.context}; generate fewer tokens or build the model with a larger context")
+    if prompt.shape[1] + max_new_tokens - 1 > cfg.context:                  # the last new token is never fed back
+        raise ValueError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens needs a context of "
+                         f"{prompt.shape[1] + max_new_tokens - 1}, more than the model's {cfg.context}; generate fewer "
+                         "tokens or build the model with a larger context")
+    _check_sampling(temperature, top_k, cfg.vocab_size)
     tokens, all_logits = prompt, []
     caches = [{} for _ in model.blocks] if use_cache else None
     logits = model(prompt, caches)[:, -1]                                  # (B, vocab)
     for step in range(max_new_tokens):
         all_logits.append(logits)
-        next_token = logits.argmax(-1, keepdim=True)                       # (B, 1)
+        next_token = pick_next_token(logits, temperature, top_k, generator)  # (B, 1)
         tokens = torch.cat([tokens, next_token], 1)
         if step == max_new_tokens - 1: break
         logits = (model(next_token, caches, start=tokens.shape[1] - 1) if use_cache else model(tokens))[:, -1]
     if not return_logits: return tokens
     return tokens, (torch.stack(all_logits, 1) if all_logits else logits[:, None][:, :0])
+
+def _check_sampling(temperature, top_k, vocab_size: int):
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab_size):
+        raise ValueError(f"top_k must be None or an int in [1, {vocab_size}] (the vocabulary), got {top_k!r}")
+
+def pick_next_token(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
+                    generator: torch.Generator | None = None) -> Tensor:
+    "(B, vocab) logits -> (B, 1) ids: argmax when `temperature` is 0, else a sample from the tempered top-k softmax."
+    if temperature == 0 or top_k == 1: return logits.argmax(-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = logits.topk(top_k, -1).values[:, -1:]                        # the k-th largest logit per row
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(-1)
+    if generator is not None and generator.device != probs.device: probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).to(logits.device)

@@ -1,5 +1,5 @@
 "The public API contract of causal_rn.relation, checked on the installed package."
-import importlib.metadata, inspect, subprocess, sys
+import importlib.metadata, inspect, subprocess, sys, zlib
 
 import pytest
 import torch
@@ -35,7 +35,7 @@ def test_runtime_requirements_exclude_dev_tools():
                                               ("none", "gelu", "chunked"), ("exact", "elu", "naive")])
 def test_random_shapes_agree_with_naive(prenorm, act, impl):
     "Random shapes and tile sizes, float64: every impl equals the materialised reference, values and gradients."
-    g = torch.Generator().manual_seed(hash((prenorm, act, impl)) % 2**31)
+    g = torch.Generator().manual_seed(zlib.crc32(f"{prenorm}-{act}-{impl}".encode()))   # the same shapes every run
     for _ in range(12):
         B, T, H = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in [(1, 4), (1, 40), (2, 24)])
         causal = bool(torch.randint(0, 2, (1,), generator=g))
@@ -49,7 +49,9 @@ def test_random_shapes_agree_with_naive(prenorm, act, impl):
         y0 = relation(q, p, impl="naive", **kw)
         gq0, gp0 = torch.autograd.grad((y0 * w).sum(), (q, p))
         for a, b in [(y, y0), (gq, gq0), (gp, gp0)]:
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+            # Relative to the tensor's scale, with a floor: LayerNorm over H = 2 features is piecewise constant, so
+            # its true gradient is 0 and both implementations return rounding noise of about 1e-11 to 1e-9.
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8 * max(b.abs().max().item(), 1.0))
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -32,3 +32,28 @@ def test_bench_bad_options_exit_with_a_message(tmp_path):
     out = subprocess.run(["causal-rn-bench", "--quick", "--providers", "chunked,fast", "--out", str(tmp_path / "x.json")],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "unknown providers ['fast']" in out.stderr
+
+
+def test_copy_help_lists_every_option():
+    out = subprocess.run(["causal-rn-copy", "--help"], check=True, capture_output=True, text=True).stdout
+    for option in ("--kind", "--preset", "--string_size", "--prenorm", "--postnorm", "--act", "--norm", "--iterations",
+                   "--batch_size", "--lr", "--schedule", "--stop_accuracy", "--seed", "--out", "--device", "--quiet"):
+        assert option in out, option
+
+
+def test_copy_trains_resumes_and_reports(tmp_path):
+    base = ["causal-rn-copy", "--string_size", "4", "--quiet", "--out", str(tmp_path)]
+    out = subprocess.run(base + ["--iterations", "30"], check=True, capture_output=True, text=True).stdout
+    assert "autoregressive accuracy" in out and "30 iterations" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["kind"] == "causal_rn" and summary["preset"] == "cpu" and summary["iterations"] == 30
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 31
+    out = subprocess.run(base + ["--iterations", "60"], check=True, capture_output=True, text=True).stdout
+    assert "resuming" in out and json.loads((tmp_path / "summary.json").read_text())["iterations"] == 60
+
+
+def test_copy_bad_options_exit_with_a_message(tmp_path):
+    out = subprocess.run(["causal-rn-copy", "--kind", "transformer", "--act", "relu", "--quiet"], capture_output=True, text=True)
+    assert out.returncode != 0 and "leave them at their defaults" in out.stderr
+    out = subprocess.run(["causal-rn-copy", "--preset", "gpu", "--quiet"], capture_output=True, text=True)
+    assert out.returncode != 0 and "preset must be one of" in out.stderr
