@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 from .benchmark import machine
 from .model import ModelConfig, build_model, count_params
 from .text import ByteTokenizer, encode_splits, lm_batch, python_reference_corpus
-from .train import (_device, _seed_everything, atomic_write, learning_rate, load_checkpoint, save_checkpoint,
-                             write_metrics, write_text)
+from .train import atomic_write, learning_rate, save_checkpoint, start_run, write_metrics, write_text
 
 # %% auto #0
 __all__ = ['LM_PRESETS', 'LM_KINDS', 'LMConfig', 'lm_run_config', 'validation_loss', 'train_lm', 'run_lm', 'load_lm',
@@ -81,19 +80,9 @@ def validation_loss(model, valid_ids: torch.Tensor, cfg: LMConfig, device) -> fl
 def train_lm(model_cfg: ModelConfig, cfg: LMConfig, train_ids: torch.Tensor, valid_ids: torch.Tensor,
              out: str | Path | None = None, preset: str = "custom", corpus: str = "", progress: bool = True) -> dict:
     "Train a byte-level language model; write metrics.csv, checkpoint.pt, model.pt and summary.json to `out`; return the summary."
-    device = _device(cfg)
+    device, model, optimizer, generator, metrics, state, start = start_run(model_cfg, cfg, out, dict(elapsed=0.0), log=lambda s: None)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    _seed_everything(cfg.seed)
-    model = build_model(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    metrics, state, start = [], dict(elapsed=0.0), 0
     ckpt_path = Path(out) / "checkpoint.pt" if out else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, model_cfg, cfg)
-        model.load_state_dict(ckpt["model"]); optimizer.load_state_dict(ckpt["optimizer"])
-        generator.set_state(ckpt["generator"]); torch.set_rng_state(ckpt["torch_rng"])
-        metrics, state, start = ckpt["metrics"], ckpt["state"], ckpt["iteration"]
     forward = torch.compile(model) if cfg.compile else model
     t_start = time.perf_counter() - state["elapsed"]
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress, desc=model_cfg.kind)

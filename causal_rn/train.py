@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_training.ipynb #89daad0c
 from __future__ import annotations
-import csv, io, json, math, os, random, time
+import csv, io, json, math, os, random, signal, sys, threading, time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from .model import ModelConfig, build_model, count_params
 
 # %% auto #0
 __all__ = ['PRESETS', 'CHECKPOINT_FORMAT', 'TrainConfig', 'copy_run_config', 'learning_rate', 'atomic_write', 'write_text',
-           'write_metrics', 'save_checkpoint', 'load_checkpoint', 'evaluate', 'train', 'main', 'run_copy', 'load_run']
+           'write_metrics', 'save_checkpoint', 'load_checkpoint', 'distributed', 'evaluate', 'start_run',
+           'StopRequests', 'train', 'main', 'run_copy', 'load_run']
 
 # %% ../nbs/11_training.ipynb #56dd793c
 @dataclass
@@ -135,9 +136,24 @@ def load_checkpoint(path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dic
     return ckpt
 
 # %% ../nbs/11_training.ipynb #987c5efe
+def distributed() -> tuple[int, int]:
+    "(rank, world size). Under `torchrun` (WORLD_SIZE > 1) joins the process group: NCCL on GPUs, gloo on CPUs."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1: return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized(): dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
 def _device(cfg: TrainConfig) -> torch.device:
-    return torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                        "cpu" if cfg.device == "auto" else cfg.device)
+    kind = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu" if cfg.device == "auto" else cfg.device
+    return torch.device(kind, int(os.environ.get("LOCAL_RANK", 0))) if kind == "cuda" else torch.device(kind)
+
+def _all_mean(values: list[float], world: int, device) -> list[float]:
+    "The mean over ranks of each value (itself in a single process)."
+    if world == 1: return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return (t / world).tolist()
 
 def _seed_everything(seed: int):
     random.seed(seed); torch.manual_seed(seed)
@@ -152,18 +168,14 @@ def evaluate(model, string_size: int, batch: int, seed: int, device) -> dict:
     model.train()
     return dict(parallel_accuracy=par, autoregressive_accuracy=ar)
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, preset: str = "custom",
-          progress: bool = True, log=print) -> dict:
-    "Train a model on the copying task; write metrics, checkpoints and a summary to `out` (if given); return the summary."
-    cfg = _check_train(cfg)
-    model_cfg = replace(model_cfg, context=max(model_cfg.context, copy_context(cfg.string_size))).resolved()
+def start_run(model_cfg: ModelConfig, cfg, out: str | Path | None, state: dict, log=print):
+    "A run's device, seeded model, optimizer, data generator, metrics, state and first iteration; restored from `out/checkpoint.pt` if there is one."
     device = _device(cfg)
-    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     _seed_everything(cfg.seed)
     model = build_model(model_cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    metrics, state, start = [], dict(iterations_to_99=None, streak=0, elapsed=0.0), 0
+    metrics, start = [], 0
     ckpt_path = Path(out) / "checkpoint.pt" if out else None
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, model_cfg, cfg)
@@ -171,47 +183,103 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = Non
         generator.set_state(ckpt["generator"]); torch.set_rng_state(ckpt["torch_rng"])
         metrics, state, start = ckpt["metrics"], ckpt["state"], ckpt["iteration"]
         log(f"resuming {out} at iteration {start}")
-    forward = torch.compile(model) if cfg.compile else model
+    return device, model, optimizer, generator, metrics, state, start
+
+class StopRequests:
+    "Within `with StopRequests() as stop:`, SIGINT and SIGTERM set `stop.signal` instead of killing the loop at an arbitrary point."
+    SIGNALS = ("SIGINT", "SIGTERM")
+    def __enter__(self):
+        self.signal, self._previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+        return self
+    def _handle(self, signum, frame):
+        if self.signal is not None: raise KeyboardInterrupt(f"{signal.Signals(signum).name} received twice")   # a second one: stop now
+        self.signal = signal.Signals(signum).name
+    def __exit__(self, *exc):
+        for name, handler in self._previous.items(): signal.signal(getattr(signal, name), handler)
+        return False
+
+def _all_finite(model) -> bool:
+    return all(bool(p.isfinite().all()) for p in model.parameters())
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = None, preset: str = "custom",
+          progress: bool = True, log=print) -> dict:
+    "Train a model on the copying task; write metrics, checkpoints and a summary to `out` (if given); return the summary."
+    cfg = _check_train(cfg)
+    model_cfg = replace(model_cfg, context=max(model_cfg.context, copy_context(cfg.string_size))).resolved()
+    rank, world = distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over {world} processes")
+    device, model, optimizer, generator, metrics, state, start = start_run(
+        model_cfg, cfg, out, dict(iterations_to_99=None, streak=0, elapsed=0.0), log if rank == 0 else (lambda s: None))
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    ckpt_path = Path(out) / "checkpoint.pt" if out else None
+    forward = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(forward) if cfg.compile else forward
+    writes = out is not None and rank == 0                                     # only rank 0 touches the files
+
+    last_good = dict(iteration=start if ckpt_path is not None and ckpt_path.exists() else None)
 
     def checkpoint(iteration):
-        if out is None: return
+        if not writes: return
+        if not _all_finite(model): _non_finite(f"parameters became non-finite by iteration {iteration}")
         save_checkpoint(ckpt_path, model, optimizer, generator, iteration, metrics, state, model_cfg, cfg)
         write_metrics(Path(out) / "metrics.csv", metrics)
+        last_good["iteration"] = iteration
+
+    def _non_finite(what):
+        if writes: write_metrics(Path(out) / "metrics.csv", metrics)
+        where = (f"the last good checkpoint is {ckpt_path} (iteration {last_good['iteration']})"
+                 if last_good["iteration"] is not None else "no checkpoint was written before it")
+        raise FloatingPointError(f"{what}: training stopped, nothing non-finite was saved; {where}. Lower the "
+                                 "learning rate (or warm up longer), keep gradient clipping on, or use stable=True")
 
     t_start, done = time.perf_counter() - state["elapsed"], start
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress or rank > 0,
                desc=f"{model_cfg.kind} L={cfg.string_size}")
     model.train()
-    for it in bar:
-        lr = learning_rate(it, cfg)
-        for group in optimizer.param_groups: group["lr"] = lr
-        x, y = copy_batch(cfg.batch_size, cfg.string_size, generator, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = forward(x)                                                       # (B, T, vocab)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
-        acc = copy_accuracy(logits.detach().argmax(-1), y).mean().item()              # before the update: unseen data
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        done = it + 1
-        state["elapsed"] = time.perf_counter() - t_start
-        metrics.append(dict(iteration=done, loss=round(loss.item(), 6), parallel_accuracy=round(acc, 6), lr=lr,
-                            seconds=round(state["elapsed"], 3)))
-        if acc >= 0.99 and state["iterations_to_99"] is None: state["iterations_to_99"] = done
-        state["streak"] = state["streak"] + 1 if cfg.stop_accuracy is not None and acc >= cfg.stop_accuracy else 0
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
-        if done % cfg.checkpoint_every == 0: checkpoint(done)
-        if state["streak"] >= cfg.stop_patience: break
+    with StopRequests() as stop:
+        for it in bar:
+            lr = learning_rate(it, cfg)
+            for group in optimizer.param_groups: group["lr"] = lr
+            x, y = copy_batch(cfg.batch_size, cfg.string_size, generator, device)       # the global batch, on every rank
+            x, y = x.chunk(world)[rank], y.chunk(world)[rank]                          # this rank's share
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = forward(x)                                                       # (B, T, vocab)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+            acc = copy_accuracy(logits.detach().argmax(-1), y).mean().item()              # before the update: unseen data
+            mean_loss, acc, stopping = _all_mean([loss.item(), acc, float(stop.signal is not None)], world, device)
+            if not math.isfinite(mean_loss): _non_finite(f"non-finite loss ({mean_loss}) at iteration {it + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            done = it + 1
+            state["elapsed"] = time.perf_counter() - t_start
+            metrics.append(dict(iteration=done, loss=round(mean_loss, 6), parallel_accuracy=round(acc, 6), lr=lr,
+                                seconds=round(state["elapsed"], 3)))
+            if acc >= 0.99 and state["iterations_to_99"] is None: state["iterations_to_99"] = done
+            state["streak"] = state["streak"] + 1 if cfg.stop_accuracy is not None and acc >= cfg.stop_accuracy else 0
+            bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}")
+            if done % cfg.checkpoint_every == 0: checkpoint(done)
+            if stopping:                                                           # every rank stops at the same iteration
+                bar.close(); checkpoint(done)
+                raise KeyboardInterrupt(f"{stop.signal or 'a signal to another rank'}: stopped after iteration {done}" + (
+                    f"; checkpoint and metrics written to {out}; run the same command again to resume" if out else ""))
+            if state["streak"] >= cfg.stop_patience: break
     bar.close()
     checkpoint(done)
     final = evaluate(model, cfg.string_size, cfg.eval_batch, cfg.seed, device)
     summary = dict(kind=model_cfg.kind, preset=preset, string_size=cfg.string_size, seed=cfg.seed,
                    **machine(device.type), params=count_params(model),
-                   iterations=done, iterations_to_99=state["iterations_to_99"], wall_time_s=round(state["elapsed"], 1),
+                   world_size=world, iterations=done, iterations_to_99=state["iterations_to_99"],
+                   wall_time_s=round(state["elapsed"], 1),
                    final_loss=metrics[-1]["loss"] if metrics else None, **final,
                    model_config=asdict(model_cfg), train_config=asdict(cfg))
-    if out is not None: write_text(Path(out) / "summary.json", json.dumps(summary, indent=1))
+    if writes: write_text(Path(out) / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 # %% ../nbs/11_training.ipynb #8baef548
@@ -239,7 +307,12 @@ def main(kind: str = "causal_rn",      # causal_rn, linear_causal_rn, transforme
                                       stop_accuracy=stop_accuracy, seed=seed, device=device).items() if v is not None}
     try: model_cfg, train_cfg = copy_run_config(kind, preset, string_size, model=model, train=train_kw)
     except ValueError as e: raise SystemExit(f"causal-rn-copy: {e}")
-    s = train(model_cfg, train_cfg, out=out, preset=preset, progress=not quiet)
+    try: s = train(model_cfg, train_cfg, out=out, preset=preset, progress=not quiet)
+    except KeyboardInterrupt as e: print(f"causal-rn-copy: {e}", file=sys.stderr); raise SystemExit(130)
+    except (FloatingPointError, ValueError) as e: raise SystemExit(f"causal-rn-copy: {e}")
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) > 0: return                      # under torchrun, rank 0 reports
     print(f"{s['kind']} on strings of {s['string_size']} letters ({preset} preset, {s['device']}): "
           f"{s['iterations']} iterations in {s['wall_time_s']:.0f} s; "
           f"autoregressive accuracy {100 * s['autoregressive_accuracy']:.2f}%, parallel {100 * s['parallel_accuracy']:.2f}% "

@@ -57,3 +57,23 @@ def test_copy_bad_options_exit_with_a_message(tmp_path):
     assert out.returncode != 0 and "leave them at their defaults" in out.stderr
     out = subprocess.run(["causal-rn-copy", "--preset", "gpu", "--quiet"], capture_output=True, text=True)
     assert out.returncode != 0 and "preset must be one of" in out.stderr
+
+
+def test_copy_sigterm_writes_a_checkpoint_and_resumes(tmp_path):
+    import signal, time, torch
+    out = tmp_path / "run"
+    cmd = ["causal-rn-copy", "--string_size", "4", "--iterations", "100000", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "SIGTERM: stopped after iteration" in err and "run the same command again to resume" in err
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert ckpt["iteration"] == len(rows) - 1 >= 100
+    assert not [p for p in out.iterdir() if ".tmp" in p.name], "a temporary file was left behind"
+    done = subprocess.run(cmd[:4] + [str(ckpt["iteration"] + 3)] + cmd[5:], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len((out / "metrics.csv").read_text().splitlines()) - 1 == ckpt["iteration"] + 3

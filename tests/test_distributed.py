@@ -1,0 +1,57 @@
+"The copy training loop under torchrun with DistributedDataParallel (gloo, 2 CPU processes) against one process."
+import csv, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ARGS = ["--string_size", "4", "--batch_size", "8", "--quiet", "--seed", "3"]
+TOLERANCE = 1e-4          # absolute, on per-iteration losses near 3.3 (float32; the reductions run in another order)
+
+
+def copy_cmd(world: int, iterations: int, out: Path) -> list[str]:
+    exe = shutil.which("causal-rn-copy")
+    base = [exe] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                     f"--nproc_per_node={world}", exe]
+    return base + ARGS + ["--iterations", str(iterations), "--out", str(out)]
+
+
+def losses(out: Path) -> list[float]:
+    return [float(r["loss"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "run"
+    run(copy_cmd(1, 12, out))
+    return losses(out)
+
+
+def test_two_processes_match_one(single, tmp_path):
+    r = run(copy_cmd(2, 12, tmp_path / "ddp"))
+    ddp = losses(tmp_path / "ddp")
+    assert len(ddp) == len(single) == 12
+    assert max(abs(a - b) for a, b in zip(ddp, single)) < TOLERANCE, (ddp, single)
+    assert r.stdout.count("autoregressive accuracy") == 1, "only rank 0 reports"
+    assert '"world_size": 2' in (tmp_path / "ddp" / "summary.json").read_text()
+
+
+def test_resume_on_another_world_size(single, tmp_path):
+    out = tmp_path / "switch"
+    run(copy_cmd(2, 6, out))                       # 6 iterations on 2 processes...
+    run(copy_cmd(1, 12, out))                      # ...resumed on 1 up to 12
+    resumed = losses(out)
+    assert len(resumed) == 12
+    assert max(abs(a - b) for a, b in zip(resumed, single)) < TOLERANCE
+
+
+def test_batch_must_divide(tmp_path):
+    cmd = copy_cmd(2, 2, tmp_path / "odd")
+    cmd[cmd.index("--batch_size") + 1] = "7"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "must divide evenly over 2 processes" in r.stderr
