@@ -151,6 +151,7 @@ class Model(nn.Module):
             if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != cfg.patch_dim or not x.is_floating_point():
                 got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
                 raise ValueError(f"patches must be a float tensor of shape (B, T, {cfg.patch_dim}), got {got}")
+            if not bool(torch.isfinite(x).all()): raise ValueError("patches contain NaN or inf; check the images and their normalisation")
             h = self.patch_proj(x)
         if cfg.head == "classify": h = torch.cat([h, self.cls_token.expand(h.shape[0], 1, -1)], 1)
         T = h.shape[1]

@@ -15,7 +15,8 @@ from .linearisation import linear_relation
 from .norms import PRENORMS, centre, get_norm, pair_spread, prenorm_join
 
 # %% auto #0
-__all__ = ['TILE_ELEMS', 'IMPLS', 'tile_side', 'ChunkedRelation', 'decomposable', 'relation', 'relation_rows', 'supports']
+__all__ = ['TILE_ELEMS', 'IMPLS', 'CHECK_FINITE', 'tile_side', 'ChunkedRelation', 'decomposable', 'relation', 'relation_rows',
+           'supports']
 
 # %% ../nbs/05_relation.ipynb #7dc3459c
 def _naive(q: Tensor, p: Tensor, prenorm: str, act: str, causal: bool, norm: str, eps: float, stable: bool) -> Tensor:
@@ -180,6 +181,11 @@ def _linear(q: Tensor, p: Tensor, prenorm: str, causal: bool, norm: str, eps: fl
 
 # %% ../nbs/05_relation.ipynb #a64a3515
 IMPLS = ("auto", "naive", "chunked", "compiled", "linear", "triton")
+CHECK_FINITE = True    # refuse NaN/inf inputs; one reduction per call (and a device sync on a GPU): set False in tight loops
+
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)   # torch >= 2.3
+    return bool(is_compiling and is_compiling())
 
 def _check_tensors(q, p, same_length: bool = True):
     for name, t in (("q", q), ("p", p)):
@@ -195,6 +201,11 @@ def _check_tensors(q, p, same_length: bool = True):
     if q.dtype != p.dtype: raise TypeError(f"q and p must have the same dtype, got q {q.dtype} and p {p.dtype}")
     if q.device != p.device: raise ValueError(f"q and p must be on the same device, got q on {q.device} and p on {p.device}")
     if 0 in q.shape: raise ValueError(f"q and p must be non-empty (B, T, H >= 1), got shape {tuple(q.shape)}")
+    if CHECK_FINITE and not _compiling():
+        for name, t in (("q", q), ("p", p)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} entries); "
+                                 "the relation of non-finite inputs is meaningless: check what produced them")
 
 def _check_options(prenorm, act, norm, eps, stable, impl, chunk, H):
     if prenorm not in PRENORMS: raise ValueError(f"prenorm must be one of {PRENORMS}, got {prenorm!r}")

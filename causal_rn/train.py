@@ -258,6 +258,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = Non
             if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             done = it + 1
+            if not _all_finite(model): _non_finite(f"parameters became non-finite in the update of iteration {done}")
             state["elapsed"] = time.perf_counter() - t_start
             metrics.append(dict(iteration=done, loss=round(mean_loss, 6), parallel_accuracy=round(acc, 6), lr=lr,
                                 seconds=round(state["elapsed"], 3)))
