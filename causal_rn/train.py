@@ -224,8 +224,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: str | Path | None = Non
     last_good = dict(iteration=start if ckpt_path is not None and ckpt_path.exists() else None)
 
     def checkpoint(iteration):
-        if not writes: return
-        if not _all_finite(model): _non_finite(f"parameters became non-finite by iteration {iteration}")
+        if not writes: return                      # parameters are checked after every update, so this state is finite
         save_checkpoint(ckpt_path, model, optimizer, generator, iteration, metrics, state, model_cfg, cfg)
         write_metrics(Path(out) / "metrics.csv", metrics)
         last_good["iteration"] = iteration
@@ -330,9 +329,9 @@ def run_copy(name: str, kind: str = "causal_rn", preset: str = "cpu", string_siz
     return train(model_cfg, train_cfg, out=out, preset=preset, progress=progress)
 
 def load_run(path: str | Path) -> tuple[dict, dict[str, list[float]]]:
-    "A finished run's summary and its metrics as columns of floats."
+    "A finished run's summary and its metrics as columns of floats (an empty cell, a value not logged that iteration, is NaN)."
     path = Path(path)
     if not (path / "summary.json").exists(): raise FileNotFoundError(f"{path}: no summary.json; run the experiment's slow cell first")
     rows = list(csv.DictReader(open(path / "metrics.csv")))
-    columns = {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+    columns = {k: [float(r[k]) if r[k] != "" else math.nan for r in rows] for k in rows[0]} if rows else {}
     return json.loads((path / "summary.json").read_text()), columns

@@ -18,7 +18,7 @@ from .blocks import RelationBlock, merge_heads, split_heads
 from .factorised import get_activation
 from .model import RELATION_KINDS, Model, ModelConfig, build_model, count_params
 from .norms import prenorm_join
-from .train import atomic_write, learning_rate, load_run, write_metrics, write_text
+from .train import _device as train_device, atomic_write, learning_rate, load_run, write_metrics, write_text
 from .vision import ImageData, digits_data, minibatches
 
 # %% auto #0
@@ -72,7 +72,7 @@ def vision_run_config(kind: str, data: ImageData, preset: str = "cpu", model: di
 # %% ../nbs/18_vision.ipynb #9583bbed
 def _device(cfg: VisionTrainConfig) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available(): raise ValueError("device='cuda' but no CUDA GPU is visible")
-    return torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    return train_device(cfg)
 
 @torch.no_grad()
 def evaluate_classifier(model: Model, data: ImageData, images: Tensor, labels: Tensor, batch: int = 1024) -> dict:
