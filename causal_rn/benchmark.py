@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_relation_benchmark.ipynb #81037179
 from __future__ import annotations
-import datetime, json, os, platform, re, resource, time
+import json, os, re, resource, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 
 from .relation import relation
+from .runs import check_new_file, machine, write_json
 
 # %% auto #0
 __all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'peak_memory_mb', 'reset_peak_memory', 'available', 'measure', 'measure_isolated',
-           'exp_ceilings', 'training_throughput', 'machine', 'benchmark_cases', 'run_benchmark', 'ratios',
-           'format_ratios', 'write_results', 'main']
+           'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'ratios', 'format_ratios',
+           'write_results', 'default_out', 'main']
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
 PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call)
@@ -145,18 +146,6 @@ def training_throughput(kind: str, d_model: int = 64, n_blocks: int = 4, batch: 
                 step_s=seconds, tokens_per_s=batch * T / seconds)
 
 # %% ../nbs/06_relation_benchmark.ipynb #84ef91af
-def machine(device: str = "cpu") -> dict:
-    "Where a benchmark ran: the device (CPU model and cores, or GPU), torch version, Python, date."
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
-    except OSError: pass
-    name = (f"cuda: {torch.cuda.get_device_name()}" if device == "cuda" else
-            f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
-    return dict(device=name, torch=torch.__version__, python=platform.python_version(),
-                date=datetime.datetime.now().isoformat(timespec="seconds"))
-
 def _max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
@@ -247,14 +236,16 @@ def format_ratios(res: dict) -> str:
 
 # %% ../nbs/06_relation_benchmark.ipynb #22e64d13
 def write_results(res: dict, out: str | Path) -> Path:
-    "Write a results dict as JSON, creating the folder."
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    return out
+    "Write a results dict as JSON (atomically), creating the folder."
+    return write_json(out, res)
+
+def default_out(device: str, quick: bool) -> Path:
+    "Where `causal-rn-bench` writes by default: the stored result, or (quick) a smoke test's file that git ignores."
+    return Path("runs/relation_bench") / f"{device}-quick.json" if quick else Path("results/relation_bench") / f"{device}.json"
 
 @call_parse
-def main(out: str = None,         # where to write the results (JSON); default results/relation_bench/<device>.json
+def main(out: str = None,         # where to write the results (JSON); default results/relation_bench/<device>.json (--quick: runs/...)
+         overwrite: bool = False, # replace the results file if it exists
          quick: bool = False,     # tiny shapes: checks that the benchmark runs, proves nothing about speed
          repeats: int = 3,        # timed runs per measurement after one warm-up (fewer when a run is slow)
          mem_limit_gb: float = None,  # address-space limit per CPU measurement, GiB (default: 80% of RAM)
@@ -264,10 +255,12 @@ def main(out: str = None,         # where to write the results (JSON); default r
     "Benchmark the relation operator's implementations and the models' training throughput; print the ratios."
     if device not in ("cpu", "cuda"): raise SystemExit(f"--device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available(): raise SystemExit("--device cuda: no CUDA GPU is visible")
+    try: path = check_new_file(out or default_out(device, quick), overwrite)
+    except ValueError as e: print(f"causal-rn-bench: {e}", file=sys.stderr); raise SystemExit(2)
     try: res = run_benchmark(quick=quick, repeats=repeats, mem_limit_gb=mem_limit_gb, device=device,
                              training=not no_training, providers=tuple(p.strip() for p in providers.split(",") if p.strip()))
     except ValueError as e: raise SystemExit(f"causal-rn-bench: {e}")
-    path = write_results(res, out or f"results/relation_bench/{device}.json")
+    write_results(res, path)
     print(f"\n{res['device']}, torch {res['torch']}, {res['date']}")
     print(format_ratios(res))
     print(f"written to {path}")

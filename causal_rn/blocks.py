@@ -11,9 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import finite_float, one_of, positive_int, real_bool
 from .linearisation import causal_log_memory, from_log
 from .norms import get_norm
-from .relation import relation, relation_rows
+from .relation import IMPLS, RelationSpec, relation, relation_rows
 
 # %% auto #0
 __all__ = ['split_heads', 'merge_heads', 'RelationBlock', 'AttentionBlock']
@@ -32,23 +33,27 @@ def merge_heads(x: Tensor, n_heads: int) -> Tensor:
 # %% ../nbs/07_blocks.ipynb #9bb5f79b
 class RelationBlock(nn.Module):
     "Residual relation block: `x + W_out postnorm(relation(W_right mu(x) + b_in, W_left mu(x))) + b_out`."
-    def __init__(self, d_model: int, d_hidden: int, n_heads: int = 1, prenorm: str = "exact", postnorm: bool = True,
-                 act: str = "exp", norm: str = "layer", eps: float = 0.0, causal: bool = True, stable: bool = False,
-                 impl: str = "auto", recurrent: bool = False):
+    def __init__(self, d_model: int, d_hidden: int, n_heads: int = 1, spec: RelationSpec = RelationSpec(),
+                 postnorm: bool = True, impl: str = "auto", recurrent: bool = False):
         super().__init__()
+        _check_block(d_model, d_hidden, n_heads, d_hidden, "d_hidden")
+        if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
+        if real_bool("recurrent", recurrent) and not spec.decomposable:
+            raise ValueError(f"recurrent=True continues Eq. 5's constant-size state, which needs act='exp' and prenorm "
+                             f"'approx' or 'none', got act={spec.act!r}, prenorm={spec.prenorm!r}")
         self.to_q = nn.Linear(d_model, d_hidden, bias=True)     # output side: q_j = W_right h_j + b_in
         self.to_p = nn.Linear(d_model, d_hidden, bias=False)    # memory side: p_i = W_left h_i
         self.proj = nn.Linear(d_hidden, d_model, bias=True)     # W_out, b_out: an output layer (scaled init)
-        self.mu, self.eps, self.n_heads, self.postnorm, self.impl = get_norm(norm), eps, n_heads, postnorm, impl
+        self.spec, self.mu, self.eps, self.n_heads = spec, get_norm(spec.norm), spec.eps, n_heads
+        self.postnorm, self.impl = real_bool("postnorm", postnorm), one_of("impl", impl, IMPLS)
         self.recurrent = recurrent                              # cache a constant-size state instead of a pool
-        self.options = dict(prenorm=prenorm, act=act, causal=causal, norm=norm, eps=eps, stable=stable)
 
     def forward(self, x: Tensor, cache: dict | None = None) -> Tensor:
         h = self.mu(x, self.eps)                                                 # (B, T, d_e)
         q = split_heads(self.to_q(h), self.n_heads)                              # (B*nh, T, d_h/nh)
         p = split_heads(self.to_p(h), self.n_heads)
-        if cache is None: y = relation(q, p, impl=self.impl, **self.options)
-        elif not self.options["causal"]: raise ValueError("a bidirectional relation block cannot decode incrementally")
+        if cache is None: y = relation(q, p, impl=self.impl, spec=self.spec)
+        elif not self.spec.causal: raise ValueError("a bidirectional relation block cannot decode incrementally")
         elif self.recurrent: y = self._continue_state(q, p, cache)
         else: y = self._read_pool(q, p, cache)
         y = merge_heads(y, self.n_heads)                                         # (B, T, d_h)
@@ -59,17 +64,22 @@ class RelationBlock(nn.Module):
         "Memory pool: append the new memory sides, then compute the new rows against the whole pool."
         first = "pool" not in cache
         cache["pool"] = p if first else torch.cat([cache["pool"], p], 1)        # (B*nh, t, d_h/nh)
-        if first: return relation(q, p, impl=self.impl, **self.options)         # the prompt: all rows, in parallel
-        return relation_rows(q, cache["pool"], **self.options)
+        if first: return relation(q, p, impl=self.impl, spec=self.spec)         # the prompt: all rows, in parallel
+        return relation_rows(q, cache["pool"], spec=self.spec)
 
     def _continue_state(self, q: Tensor, p: Tensor, cache: dict) -> Tensor:
         "Constant-size state: log sum_i exp(mu(p_i)) and the count; Eq. 5 continued token by token, in log space."
-        if self.options["prenorm"] == "approx": q, p = self.mu(q, self.eps), self.mu(p, self.eps)
+        if self.spec.prenorm == "approx": q, p = self.mu(q, self.eps), self.mu(p, self.eps)
         start, T = cache.get("count", 0), q.shape[1]
         log_memory = causal_log_memory(p, cache.get("log_memory"))              # (B*nh, T, d_h/nh)
         cache["log_memory"], cache["count"] = log_memory[:, -1], start + T
         counts = torch.arange(start + 1, start + T + 1, device=q.device, dtype=q.dtype)
-        return from_log(q + log_memory - counts.log()[:, None], self.options["stable"])
+        return from_log(q + log_memory - counts.log()[:, None], self.spec.stable)
+
+def _check_block(d_model: int, d_hidden: int, n_heads: int, width: int, width_name: str):
+    "Sizes are positive ints, and the heads split `width` evenly."
+    for name, value in (("d_model", d_model), ("d_hidden", d_hidden), ("n_heads", n_heads)): positive_int(name, value)
+    if width % n_heads: raise ValueError(f"n_heads={n_heads} must divide {width_name}={width}")
 
 # %% ../nbs/07_blocks.ipynb #f3e0dda9
 def _feature_map(x: Tensor) -> Tensor: return F.elu(x) + 1
@@ -79,11 +89,13 @@ class AttentionBlock(nn.Module):
     def __init__(self, d_model: int, d_hidden: int, n_heads: int = 1, causal: bool = True, linear: bool = False,
                  norm: str = "layer", eps: float = 0.0):
         super().__init__()
+        _check_block(d_model, d_hidden, n_heads, d_model, "d_model")
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)     # an output layer (scaled init)
         self.fc1 = nn.Linear(d_model, d_hidden)
         self.fc2 = nn.Linear(d_hidden, d_model)                 # an output layer (scaled init)
-        self.mu, self.eps, self.n_heads, self.causal, self.linear = get_norm(norm), eps, n_heads, causal, linear
+        self.mu, self.eps, self.n_heads = get_norm(norm), finite_float("eps", eps, minimum=0), n_heads
+        self.causal, self.linear = real_bool("causal", causal), real_bool("linear", linear)
 
     def forward(self, x: Tensor, cache: dict | None = None) -> Tensor:
         if cache is not None and not self.causal: raise ValueError("a bidirectional attention block cannot decode incrementally")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import one_of
 from .literal import PairMLP
 
 # %% auto #0
@@ -35,8 +36,7 @@ ACTIVATION_GRADS: dict[str, Callable[[Tensor], Tensor]] = {
 def get_activation(act: str | Callable) -> Callable[[Tensor], Tensor]:
     "The activation function named `act` (or `act` itself when it is already callable)."
     if callable(act): return act
-    if act not in ACTIVATIONS: raise ValueError(f"act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
-    return ACTIVATIONS[act]
+    return ACTIVATIONS[one_of("act", act, ACTIVATIONS)]
 
 # %% ../nbs/02_factorised.ipynb #54418ad5
 def causal_mask(T: int, causal: bool = True, device=None, T_mem: int | None = None) -> Tensor:

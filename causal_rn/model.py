@@ -12,23 +12,43 @@ import torch.nn as nn
 from torch import Tensor
 
 from .blocks import AttentionBlock, RelationBlock
+from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
 from .factorised import ACTIVATIONS
 from .norms import PRENORMS, NORMS, get_norm
-from .relation import IMPLS, decomposable
+from .relation import IMPLS, RelationSpec, decomposable
 
 # %% auto #0
-__all__ = ['KINDS', 'RELATION_KINDS', 'LINEAR_RELATION_KINDS', 'EMBEDDING_PARAMETERS', 'ModelConfig', 'Model', 'output_layers',
-           'init_weights', 'build_model', 'count_params', 'generate', 'pick_next_token']
+__all__ = ['KINDS', 'EMBEDDING_PARAMETERS', 'Kind', 'kind_name', 'ModelConfig', 'Model', 'output_layers', 'init_weights',
+           'build_model', 'count_params', 'generate', 'pick_next_token']
+
+# %% ../nbs/08_model.ipynb #08a1c001
+@dataclass(frozen=True)
+class Kind:
+    "What a model kind is built from."
+    block: str             # "relation" or "attention"
+    linear: bool           # the O(T) form: Eq. 5 (relation) or elu+1 feature maps (attention)
+    causal: bool | None    # fixed direction; None: either (ModelConfig.causal chooses; default causal)
+    label: str             # how figures and tables name it
+
+KINDS: dict[str, Kind] = {
+    "causal_rn": Kind("relation", False, True, "CausalRN"),
+    "linear_causal_rn": Kind("relation", True, True, "Linear CausalRN"),
+    "bi_rn": Kind("relation", False, False, "BiRN"),
+    "linear_bi_rn": Kind("relation", True, False, "Linear BiRN"),
+    "transformer": Kind("attention", False, None, "Transformer"),
+    "linear_transformer": Kind("attention", True, None, "Linear Transformer")}
+
+def kind_name(block: str, linear: bool, causal: bool | None) -> str:
+    "The name of the kind with these properties (a kind of either direction matches any `causal`)."
+    for name, kind in KINDS.items():
+        if (kind.block, kind.linear) == (block, linear) and (kind.causal is None or kind.causal == causal): return name
+    raise ValueError(f"no kind has block={block!r}, linear={linear!r}, causal={causal!r}")
 
 # %% ../nbs/08_model.ipynb #22f6b083
-KINDS = ("causal_rn", "linear_causal_rn", "bi_rn", "linear_bi_rn", "transformer", "linear_transformer")
-RELATION_KINDS = ("causal_rn", "linear_causal_rn", "bi_rn", "linear_bi_rn")
-LINEAR_RELATION_KINDS = ("linear_causal_rn", "linear_bi_rn")
-
 @dataclass
 class ModelConfig:
     "Everything that defines a model; `None` fields take the paper's choice for `kind` (see `resolved`)."
-    kind: str = "causal_rn"          # one of KINDS
+    kind: str = "causal_rn"          # a name in KINDS
     vocab_size: int | None = 29      # token ids 0..vocab_size-1 (token input, next-token head)
     context: int = 514               # longest sequence (learned position embeddings), <CLS> included
     d_model: int = 192               # d_e, the residual stream width
@@ -40,7 +60,7 @@ class ModelConfig:
     act: str = "exp"                 # relation kinds: "exp", "relu", "elu" or "gelu"
     norm: str = "layer"              # every parameter-free normalisation: "layer" or "rms"
     eps: float = 0.0                 # added to the std (or rms) in every normalisation, as the authors' code does
-    causal: bool | None = None       # None: False for bi_rn / linear_bi_rn, True otherwise
+    causal: bool | None = None       # None: the kind's direction (KINDS), causal for the Transformers
     stable: bool | None = None       # relation kinds, exp: log-space trick; None: on where exact (post-norm, one head)
     impl: str = "auto"               # relation kinds: relation() implementation
     input: str = "tokens"            # "tokens" (ids, (B, T)) or "patches" (vectors, (B, T, patch_dim))
@@ -53,62 +73,54 @@ class ModelConfig:
         return _resolve(self)
 
 # %% ../nbs/08_model.ipynb #d216e438
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
-
 def _resolve(cfg: ModelConfig) -> ModelConfig:
-    if cfg.kind not in KINDS: raise ValueError(f"ModelConfig.kind must be one of {KINDS}, got {cfg.kind!r}")
-    relational, linear = cfg.kind in RELATION_KINDS, cfg.kind in LINEAR_RELATION_KINDS
-    for name in ("context", "d_model", "n_blocks", "n_heads"): _positive_int(name, getattr(cfg, name))
+    kind = KINDS[one_of("ModelConfig.kind", cfg.kind, KINDS)]
+    relational = kind.block == "relation"
+    for name in ("context", "d_model", "n_blocks", "n_heads"): positive_int(f"ModelConfig.{name}", getattr(cfg, name))
     d_hidden = cfg.d_hidden if cfg.d_hidden is not None else (cfg.d_model if relational else 4 * cfg.d_model)
-    _positive_int("d_hidden", d_hidden)
+    positive_int("ModelConfig.d_hidden", d_hidden)
     width = d_hidden if relational else cfg.d_model
     if width % cfg.n_heads:
         raise ValueError(f"n_heads={cfg.n_heads} must divide the {'d_hidden' if relational else 'd_model'} "
                          f"of a {cfg.kind} ({width})")
-    if cfg.norm not in NORMS: raise ValueError(f"ModelConfig.norm must be one of {tuple(NORMS)}, got {cfg.norm!r}")
-    if isinstance(cfg.eps, bool) or not isinstance(cfg.eps, (int, float)) or not cfg.eps >= 0:
-        raise ValueError(f"ModelConfig.eps must be a number >= 0, got {cfg.eps!r}")
-    bidirectional_kind = cfg.kind in ("bi_rn", "linear_bi_rn")
-    causal = (not bidirectional_kind) if cfg.causal is None else cfg.causal
-    if bidirectional_kind and causal:
-        raise ValueError(f"kind={cfg.kind!r} is bidirectional; for a causal model use "
-                         f"kind={cfg.kind.replace('bi_rn', 'causal_rn')!r}")
-    if cfg.kind in ("causal_rn", "linear_causal_rn") and not causal:
-        raise ValueError(f"kind={cfg.kind!r} is causal; for a bidirectional model use "
-                         f"kind={cfg.kind.replace('causal_rn', 'bi_rn')!r}")
+    one_of("ModelConfig.norm", cfg.norm, NORMS)
+    finite_float("ModelConfig.eps", cfg.eps, minimum=0)
+    causal = (kind.causal is not False) if cfg.causal is None else real_bool("ModelConfig.causal", cfg.causal)
+    if kind.causal is not None and causal != kind.causal:
+        direction = {True: "causal", False: "bidirectional"}
+        raise ValueError(f"kind={cfg.kind!r} is {direction[kind.causal]}; for a {direction[causal]} model use "
+                         f"kind={kind_name(kind.block, kind.linear, causal)!r}")
     prenorm, stable = cfg.prenorm, cfg.stable
     if relational:
-        prenorm = prenorm or ("approx" if linear else "exact")
-        if prenorm not in PRENORMS: raise ValueError(f"ModelConfig.prenorm must be one of {PRENORMS}, got {prenorm!r}")
-        if cfg.act not in ACTIVATIONS: raise ValueError(f"ModelConfig.act must be one of {tuple(ACTIVATIONS)}, got {cfg.act!r}")
-        if linear and not decomposable(prenorm, cfg.act):
+        if prenorm is None: prenorm = "approx" if kind.linear else "exact"
+        one_of("ModelConfig.prenorm", prenorm, PRENORMS)
+        one_of("ModelConfig.act", cfg.act, ACTIVATIONS)
+        real_bool("ModelConfig.postnorm", cfg.postnorm)
+        if kind.linear and not decomposable(prenorm, cfg.act):
             raise ValueError(f"kind={cfg.kind!r} computes Eq. 5, which needs act='exp' and prenorm 'approx' or 'none' "
                              f"(got act={cfg.act!r}, prenorm={prenorm!r}); use kind="
-                             f"{cfg.kind.replace('linear_', '')!r} for other forms")
-        if cfg.impl not in IMPLS: raise ValueError(f"ModelConfig.impl must be one of {IMPLS}, got {cfg.impl!r}")
+                             f"{kind_name(kind.block, False, causal)!r} for other forms")
+        one_of("ModelConfig.impl", cfg.impl, IMPLS)
         if cfg.impl == "linear" and not decomposable(prenorm, cfg.act):
             raise ValueError(f"impl='linear' cannot compute prenorm={prenorm!r} with act={cfg.act!r}; use impl='auto'")
         if stable is None: stable = cfg.act == "exp" and cfg.postnorm and cfg.n_heads == 1
+        real_bool("ModelConfig.stable", stable)
         if stable and cfg.act != "exp": raise ValueError("stable=True is the log-space trick for act='exp'; use stable=False")
         if stable and cfg.n_heads > 1:
             raise ValueError(f"stable=True with n_heads={cfg.n_heads}: each head's output is divided by its own row maximum, "
                              "and the post-norm over all heads together does not undo different factors, so the model would "
                              "change; use stable=False (exact and approx pre-norm keep exp's argument below 2*sqrt(d_h))")
-
     else:
         changed = [f"{k}={getattr(cfg, k)!r}" for k, default in
                    [("prenorm", None), ("postnorm", True), ("act", "exp"), ("stable", None), ("impl", "auto")]
                    if getattr(cfg, k) != default]
         if changed: raise ValueError(f"{', '.join(changed)} configure relation blocks; a {cfg.kind} has none "
                                      "(leave them at their defaults)")
-    if cfg.input not in ("tokens", "patches"): raise ValueError(f"ModelConfig.input must be 'tokens' or 'patches', got {cfg.input!r}")
-    if cfg.input == "patches": _positive_int("patch_dim", cfg.patch_dim)
-    if cfg.head not in ("next_token", "classify"):
-        raise ValueError(f"ModelConfig.head must be 'next_token' or 'classify', got {cfg.head!r}")
-    if cfg.head == "classify": _positive_int("n_classes", cfg.n_classes)
-    if cfg.input == "tokens" or cfg.head == "next_token": _positive_int("vocab_size", cfg.vocab_size)
+    one_of("ModelConfig.input", cfg.input, ("tokens", "patches"))
+    if cfg.input == "patches": positive_int("ModelConfig.patch_dim", cfg.patch_dim)
+    one_of("ModelConfig.head", cfg.head, ("next_token", "classify"))
+    if cfg.head == "classify": positive_int("ModelConfig.n_classes", cfg.n_classes)
+    if cfg.input == "tokens" or cfg.head == "next_token": positive_int("ModelConfig.vocab_size", cfg.vocab_size)
     if cfg.head == "next_token" and cfg.input == "patches":
         raise ValueError("a next-token head predicts token ids, so it needs input='tokens'; use head='classify' for patches")
     if cfg.head == "classify" and cfg.context < 2:
@@ -127,7 +139,9 @@ class Model(nn.Module):
         else: self.patch_proj = nn.Linear(cfg.patch_dim, d, bias=False)
         self.pos_emb = nn.Embedding(cfg.context, d)
         if cfg.head == "classify": self.cls_token = nn.Parameter(torch.zeros(d))
-        self.blocks = nn.ModuleList([_block(cfg) for _ in range(cfg.n_blocks)])
+        relational = KINDS[cfg.kind].block == "relation"                 # one spec, checked once, for every block
+        spec = RelationSpec(cfg.prenorm, cfg.act, cfg.causal, cfg.norm, cfg.eps, cfg.stable) if relational else None
+        self.blocks = nn.ModuleList([_block(cfg, spec) for _ in range(cfg.n_blocks)])
         self.mu = get_norm(cfg.norm)
         self.head = nn.Linear(d, cfg.vocab_size if cfg.head == "next_token" else cfg.n_classes, bias=False)
         init_weights(self)
@@ -151,7 +165,7 @@ class Model(nn.Module):
             if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != cfg.patch_dim or not x.is_floating_point():
                 got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
                 raise ValueError(f"patches must be a float tensor of shape (B, T, {cfg.patch_dim}), got {got}")
-            if not bool(torch.isfinite(x).all()): raise ValueError("patches contain NaN or inf; check the images and their normalisation")
+            if not bool(torch.isfinite(x).all()): raise NonFiniteError("patches contain NaN or inf; check the images and their normalisation")
             h = self.patch_proj(x)
         if cfg.head == "classify": h = torch.cat([h, self.cls_token.expand(h.shape[0], 1, -1)], 1)
         T = h.shape[1]
@@ -167,12 +181,11 @@ class Model(nn.Module):
         "Decode `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used); see `generate`."
         return generate(self, prompt, max_new_tokens, use_cache, return_logits, temperature, top_k, generator)
 
-def _block(cfg: ModelConfig) -> nn.Module:
-    if cfg.kind in RELATION_KINDS:
-        return RelationBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.prenorm, cfg.postnorm, cfg.act, cfg.norm,
-                             cfg.eps, cfg.causal, cfg.stable, cfg.impl, recurrent=cfg.kind in LINEAR_RELATION_KINDS)
-    return AttentionBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=cfg.kind == "linear_transformer",
-                          norm=cfg.norm, eps=cfg.eps)
+def _block(cfg: ModelConfig, spec: RelationSpec | None) -> nn.Module:
+    kind = KINDS[cfg.kind]
+    if kind.block == "relation":
+        return RelationBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, spec, cfg.postnorm, cfg.impl, recurrent=kind.linear)
+    return AttentionBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=kind.linear, norm=cfg.norm, eps=cfg.eps)
 
 def _check_tokens(x, vocab_size: int):
     if not torch.is_tensor(x) or x.dim() != 2:
@@ -228,8 +241,7 @@ def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool 
                                         "the outputs of all earlier positions; use a causal kind")
     if cfg.head != "next_token" or cfg.input != "tokens": raise ValueError("generate needs a next-token head on token input")
     _check_tokens(prompt, cfg.vocab_size)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    positive_int("max_new_tokens", max_new_tokens, minimum=0)
     if prompt.shape[1] + max_new_tokens - 1 > cfg.context:                  # the last new token is never fed back
         raise ValueError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens needs a context of "
                          f"{prompt.shape[1] + max_new_tokens - 1}, more than the model's {cfg.context}; generate fewer "
@@ -248,9 +260,8 @@ def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool 
     return tokens, (torch.stack(all_logits, 1) if all_logits else logits[:, None][:, :0])
 
 def _check_sampling(temperature, top_k, vocab_size: int):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab_size):
+    finite_float("temperature", temperature, minimum=0)                     # 0: greedy
+    if top_k is not None and positive_int("top_k", top_k) > vocab_size:
         raise ValueError(f"top_k must be None or an int in [1, {vocab_size}] (the vocabulary), got {top_k!r}")
 
 def pick_next_token(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,

@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .checks import one_of
+
 # %% auto #0
 __all__ = ['NORMS', 'PRENORMS', 'layer_norm', 'rms_norm', 'get_norm', 'prenorm_join', 'centre', 'pair_spread', 'normalised_bound',
            'max_safe_features']
@@ -28,8 +30,7 @@ NORMS: dict[str, Callable[..., Tensor]] = {"layer": layer_norm, "rms": rms_norm}
 
 def get_norm(norm: str) -> Callable[..., Tensor]:
     "The normalisation named `norm` ('layer' or 'rms')."
-    if norm not in NORMS: raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
-    return NORMS[norm]
+    return NORMS[one_of("norm", norm, NORMS)]
 
 # %% ../nbs/04_normalisation.ipynb #6e43ca4b
 PRENORMS = ("exact", "approx", "none")
@@ -37,10 +38,10 @@ PRENORMS = ("exact", "approx", "none")
 def prenorm_join(prenorm: str = "exact", norm: str = "layer", eps: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
     "How memory side `p_i` and output side `q_j` combine into a pair's pre-activation, for each `prenorm`."
     mu = get_norm(norm)
+    one_of("prenorm", prenorm, PRENORMS)
     if prenorm == "exact": return lambda p, q: mu(p + q, eps)
     if prenorm == "approx": return lambda p, q: mu(p, eps) + mu(q, eps)
-    if prenorm == "none": return lambda p, q: p + q
-    raise ValueError(f"prenorm must be one of {PRENORMS}, got {prenorm!r}")
+    return lambda p, q: p + q                                       # "none"
 
 # %% ../nbs/04_normalisation.ipynb #b1966ec7
 def centre(x: Tensor, norm: str = "layer") -> Tensor:

@@ -4,25 +4,61 @@
 
 # %% ../nbs/05_relation.ipynb #0d344651
 from __future__ import annotations
-import importlib.util, math, os
+import dataclasses, importlib.util, math, os
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
 from .factorised import ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, pair_counts
 from .linearisation import linear_relation
-from .norms import PRENORMS, centre, get_norm, pair_spread, prenorm_join
+from .norms import NORMS, PRENORMS, centre, get_norm, pair_spread, prenorm_join
 
 # %% auto #0
-__all__ = ['TILE_ELEMS', 'IMPLS', 'CHECK_FINITE', 'tile_side', 'ChunkedRelation', 'decomposable', 'relation', 'relation_rows',
-           'supports']
+__all__ = ['TILE_ELEMS', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec', 'tile_side', 'ChunkedRelation', 'relation',
+           'relation_rows', 'supports']
+
+# %% ../nbs/05_relation.ipynb #5a1e0c02
+def decomposable(prenorm: str, act: str) -> bool:
+    "Whether the relation factorises as in Eq. 5, so that impl='linear' can compute it in O(T)."
+    return act == "exp" and prenorm in ("approx", "none")
+
+@dataclass(frozen=True)
+class RelationSpec:
+    "What the relation computes, apart from its inputs; checked once, when it is made."
+    prenorm: str = "exact"   # "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j
+    act: str = "exp"         # psi: "exp", "relu", "elu" or "gelu"
+    causal: bool = True      # S_j = {i <= j}; False: every i (BiRN)
+    norm: str = "layer"      # mu: parameter-free "layer" or "rms"
+    eps: float = 0.0         # mu divides by (std + eps); the authors' code uses 0
+    stable: bool = False     # exp only: each row divided by its max, computed without overflow (Appendix A)
+
+    def __post_init__(self):
+        one_of("prenorm", self.prenorm, PRENORMS)
+        one_of("act", self.act, ACTIVATIONS)
+        real_bool("causal", self.causal)
+        one_of("norm", self.norm, NORMS)
+        object.__setattr__(self, "eps", finite_float("eps", self.eps, minimum=0))    # stored as a float
+        real_bool("stable", self.stable)
+        if self.stable and self.act != "exp":
+            raise ValueError(f"stable=True is the log-space trick for act='exp' (Appendix A); act={self.act!r} cannot "
+                             "overflow that way: use stable=False")
+
+    @property
+    def decomposable(self) -> bool: return decomposable(self.prenorm, self.act)
+
+    def join(self) -> Callable[[Tensor, Tensor], Tensor]:
+        "(memory side p_i, output side q_j) -> the pair's pre-activation (`prenorm_join` of this form)."
+        return prenorm_join(self.prenorm, self.norm, self.eps)
 
 # %% ../nbs/05_relation.ipynb #7dc3459c
-def _naive(q: Tensor, p: Tensor, prenorm: str, act: str, causal: bool, norm: str, eps: float, stable: bool) -> Tensor:
+def _naive(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
     "Materialised relation, (B, Tq, Tp, H) intermediates; q holds the last Tq of p's Tp positions (usually Tq = Tp)."
-    join = prenorm_join(prenorm, norm, eps)
-    if not stable: return factorised_relation(q, p, act, causal, join)
+    join, causal = spec.join(), spec.causal
+    if not spec.stable: return factorised_relation(q, p, spec.act, causal, join)
     T, T_mem = q.shape[1], p.shape[1]
     h = join(p[:, None, :, :], q[:, :, None, :])                                     # (B, Tq j, Tp i, H)
     h = h.masked_fill(~causal_mask(T, causal, q.device, T_mem)[None, :, :, None], float("-inf"))
@@ -114,8 +150,9 @@ class ChunkedRelation(torch.autograd.Function):
     "Tiled relation with a recomputing backward. Inputs are already centred (exact) or normalised (approx)."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, act: str, causal: bool, normalise: bool, eps: float, stable: bool,
-                chunk: int | None, compiled: bool = False) -> Tensor:
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
+        act, causal, eps, stable = spec.act, spec.causal, spec.eps, spec.stable
+        normalise = spec.prenorm == "exact"                                         # per-pair normalisation in the tiles
         B, T, H = q.shape
         forward_tile, _ = _tile_functions(compiled)
         counts = pair_counts(T, causal, q.device, q.dtype)
@@ -137,14 +174,15 @@ class ChunkedRelation(torch.autograd.Function):
         else:
             y, shift = acc / counts[:, None], counts.log().expand(B, T)
         ctx.save_for_backward(q, p, shift if act == "exp" else counts)
-        ctx.options = act, causal, normalise, eps, chunk, compiled
+        ctx.spec, ctx.chunk, ctx.compiled = spec, chunk, compiled
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Tensor):
         q, p, scale = ctx.saved_tensors
-        act, causal, normalise, eps, chunk, compiled = ctx.options
+        spec, chunk, compiled = ctx.spec, ctx.chunk, ctx.compiled
+        act, causal, eps, normalise = spec.act, spec.causal, spec.eps, spec.prenorm == "exact"
         _, backward_tile = _tile_functions(compiled)
         B, T, H = q.shape
         grad_y = grad_y.contiguous()
@@ -158,26 +196,24 @@ class ChunkedRelation(torch.autograd.Function):
             dq_t, dp_t = backward_tile(qt, pt, grad_y[bs, j0:j1], shift, act, normalise, eps, diagonal, tile_work)
             dq[bs, j0:j1] += dq_t
             dp[bs, i0:i1] += dp_t
-        return dq, dp, None, None, None, None, None, None, None
+        return dq, dp, None, None, None
 
 # %% ../nbs/05_relation.ipynb #3e955923
-def _chunked(q: Tensor, p: Tensor, prenorm: str, act: str, causal: bool, norm: str, eps: float, stable: bool,
-             chunk: int | None, compiled: bool = False) -> Tensor:
+def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
     "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
-    if prenorm == "exact":
-        return ChunkedRelation.apply(centre(q, norm), centre(p, norm), act, causal, True, eps, stable, chunk, compiled)
-    if prenorm == "approx":
-        mu = get_norm(norm)
-        q, p = mu(q, eps), mu(p, eps)
-    return ChunkedRelation.apply(q, p, act, causal, False, eps, stable, chunk, compiled)
+    if spec.prenorm == "exact": q, p = centre(q, spec.norm), centre(p, spec.norm)
+    elif spec.prenorm == "approx":
+        mu = get_norm(spec.norm)
+        q, p = mu(q, spec.eps), mu(p, spec.eps)
+    return ChunkedRelation.apply(q, p, spec, chunk, compiled)
 
 # %% ../nbs/05_relation.ipynb #59bfcf1e
-def _linear(q: Tensor, p: Tensor, prenorm: str, causal: bool, norm: str, eps: float, stable: bool) -> Tensor:
+def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
     "Eq. 5 on mu(q), mu(p) (approx) or q, p (none)."
-    if prenorm == "approx":
-        mu = get_norm(norm)
-        q, p = mu(q, eps), mu(p, eps)
-    return linear_relation(q, p, causal, stable)
+    if spec.prenorm == "approx":
+        mu = get_norm(spec.norm)
+        q, p = mu(q, spec.eps), mu(p, spec.eps)
+    return linear_relation(q, p, spec.causal, spec.stable)
 
 # %% ../nbs/05_relation.ipynb #a64a3515
 IMPLS = ("auto", "naive", "chunked", "compiled", "linear", "triton")
@@ -204,83 +240,87 @@ def _check_tensors(q, p, same_length: bool = True):
     if CHECK_FINITE and not _compiling():
         for name, t in (("q", q), ("p", p)):
             if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} entries); "
-                                 "the relation of non-finite inputs is meaningless: check what produced them")
+                raise NonFiniteError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} "
+                                     "entries); the relation of non-finite inputs is meaningless: check what produced them")
 
-def _check_options(prenorm, act, norm, eps, stable, impl, chunk, H):
-    if prenorm not in PRENORMS: raise ValueError(f"prenorm must be one of {PRENORMS}, got {prenorm!r}")
-    if act not in ACTIVATIONS: raise ValueError(f"act must be one of {tuple(ACTIVATIONS)}, got {act!r}")
-    get_norm(norm)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    if not isinstance(stable, bool): raise TypeError(f"stable must be True or False, got {stable!r}")
-    if stable and act != "exp":
-        raise ValueError(f"stable=True is the log-space trick for act='exp' (Appendix A); act={act!r} cannot overflow "
-                         "that way: use stable=False")
-    if impl not in IMPLS: raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be a positive int (rows per tile side) or None, got {chunk!r}")
-    if norm == "layer" and prenorm != "none" and H == 1 and eps == 0:
+_SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RelationSpec)}
+
+def _as_spec(spec: RelationSpec | None, **options) -> RelationSpec:
+    "The call's spec: `spec` itself, or one built from the option keywords (which must be left at their defaults beside a spec)."
+    if spec is None: return RelationSpec(**options)
+    if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec or None, got {type(spec).__name__}")
+    changed = [f"{k}={v!r}" for k, v in options.items() if v != _SPEC_DEFAULTS[k]]
+    if changed: raise ValueError(f"pass the options either in spec= or as keywords, not both: got spec= and {', '.join(changed)}")
+    return spec
+
+def _check_features(spec: RelationSpec, H: int):
+    if spec.norm == "layer" and spec.prenorm != "none" and H == 1 and spec.eps == 0:
         raise ValueError("LayerNorm over H=1 feature is 0/0: use H >= 2, norm='rms', prenorm='none' or eps > 0")
 
-def _triton_suits(q: Tensor, prenorm: str, act: str) -> bool:
+def _triton_suits(q: Tensor, spec: RelationSpec) -> bool:
     "Whether impl='auto' should use the fused Triton kernels: exact form, CUDA tensor, triton installed."
-    return prenorm == "exact" and act == "exp" and q.is_cuda and importlib.util.find_spec("triton") is not None
+    return (spec.prenorm, spec.act) == ("exact", "exp") and q.is_cuda and importlib.util.find_spec("triton") is not None
 
-def _check_triton(q: Tensor, prenorm: str, act: str):
-    if prenorm != "exact" or act != "exp":
-        raise ValueError(f"impl='triton' computes the exact form only (prenorm='exact', act='exp'), got prenorm={prenorm!r}, "
-                         f"act={act!r}; use impl='chunked' (or 'auto') for this form")
+def _check_triton(q: Tensor, spec: RelationSpec):
+    if (spec.prenorm, spec.act) != ("exact", "exp"):
+        raise ValueError(f"impl='triton' computes the exact form only (prenorm='exact', act='exp'), got prenorm={spec.prenorm!r}, "
+                         f"act={spec.act!r}; use impl='chunked' (or 'auto') for this form")
     if importlib.util.find_spec("triton") is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton); or use impl='chunked'")
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError(f"impl='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1, for testing), "
                          f"got a tensor on {q.device}; use impl='chunked' (or 'auto') on the CPU")
 
-def decomposable(prenorm: str, act: str) -> bool:
-    "Whether the relation factorises as in Eq. 5, so that impl='linear' can compute it in O(T)."
-    return act == "exp" and prenorm in ("approx", "none")
+def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) -> str:
+    "Check `impl` and `chunk` against the spec and the tensors; 'auto' becomes the implementation it picks."
+    one_of("impl", impl, IMPLS)
+    if chunk is not None: positive_int("chunk", chunk)
+    _check_features(spec, q.shape[-1])
+    if impl == "triton": _check_triton(q, spec)
+    if impl == "linear" and not spec.decomposable:
+        why = ("the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
+               "times a function of q_j" if spec.act == "exp" else
+               f"only act='exp' turns a sum of pairs into a product, not act={spec.act!r}")
+        raise ValueError(f"impl='linear' needs act='exp' with prenorm 'approx' or 'none': {why}. "
+                         "Use impl='chunked' (or 'auto') for this form")
+    if impl != "auto": return impl
+    return "linear" if spec.decomposable else "triton" if _triton_suits(q, spec) else "chunked"
 
 # %% ../nbs/05_relation.ipynb #0193093a
 def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
              norm: str = "layer", eps: float = 0.0, stable: bool = False, impl: str = "auto",
-             chunk: int | None = None) -> Tensor:
+             chunk: int | None = None, spec: RelationSpec | None = None) -> Tensor:
     """The CausalRN relation `y_j = mean_{i in S_j} act(pre(p_i, q_j))` of output side `q` and memory side `p`, (B, T, H).
 
     prenorm: "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j; mu is `norm` ("layer" or
     "rms"), dividing by (std + eps). causal: S_j = {i <= j}, else all i. stable (exp only): return each row
     divided by its max, computed without overflow. impl: "naive", "chunked", "compiled" (chunked, tiles fused
     by torch.compile), "linear", "triton" or "auto".
-    chunk: rows per tile side for impl="chunked" (None: about 3 * 2**18 numbers per tile)."""
+    chunk: rows per tile side for impl="chunked" (None: about 3 * 2**18 numbers per tile).
+    spec: those six options as one checked `RelationSpec`, instead of the keywords (leave them at their defaults)."""
     _check_tensors(q, p)
-    _check_options(prenorm, act, norm, eps, stable, impl, chunk, q.shape[-1])
-    if impl == "triton": _check_triton(q, prenorm, act)
-    if impl == "linear" and not decomposable(prenorm, act):
-        why = ("the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
-               "times a function of q_j" if act == "exp" else f"only act='exp' turns a sum of pairs into a product, not act={act!r}")
-        raise ValueError(f"impl='linear' needs act='exp' with prenorm 'approx' or 'none': {why}. "
-                         "Use impl='chunked' (or 'auto') for this form")
-    if impl == "auto":
-        impl = "linear" if decomposable(prenorm, act) else "triton" if _triton_suits(q, prenorm, act) else "chunked"
+    spec = _as_spec(spec, prenorm=prenorm, act=act, causal=causal, norm=norm, eps=eps, stable=stable)
+    impl = _choose_impl(q, spec, impl, chunk)
     dtype = q.dtype
     if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()   # compute and accumulate in float32
-    if impl == "naive": y = _naive(q, p, prenorm, act, causal, norm, eps, stable)
-    elif impl == "linear": y = _linear(q, p, prenorm, causal, norm, eps, stable)
+    if impl == "naive": y = _naive(q, p, spec)
+    elif impl == "linear": y = _linear(q, p, spec)
     elif impl == "triton":
         from causal_rn.triton_relation import triton_relation      # imported on use: triton is optional
-        y = triton_relation(q, p, causal, norm, eps, stable)
-    else: y = _chunked(q, p, prenorm, act, causal, norm, eps, stable, chunk, compiled=impl == "compiled")
+        y = triton_relation(q, p, spec)
+    else: y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
     return y.to(dtype)
 
 # %% ../nbs/05_relation.ipynb #aa27087e
 def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
-                  norm: str = "layer", eps: float = 0.0, stable: bool = False) -> Tensor:
+                  norm: str = "layer", eps: float = 0.0, stable: bool = False, spec: RelationSpec | None = None) -> Tensor:
     "The relation's outputs at the last Tq positions: `q` (B, Tq, H) their output sides, `p` (B, Tp, H) the memory sides of all Tp >= Tq positions."
     _check_tensors(q, p, same_length=False)
-    _check_options(prenorm, act, norm, eps, stable, "naive", None, q.shape[-1])
+    spec = _as_spec(spec, prenorm=prenorm, act=act, causal=causal, norm=norm, eps=eps, stable=stable)
+    _check_features(spec, q.shape[-1])
     dtype = q.dtype
     if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()
-    return _naive(q, p, prenorm, act, causal, norm, eps, stable).to(dtype)
+    return _naive(q, p, spec).to(dtype)
 
 # %% ../nbs/05_relation.ipynb #85797503
 def supports(impl: str, prenorm: str, act: str) -> bool:

@@ -13,8 +13,10 @@ from torch.autograd.function import once_differentiable
 import triton
 import triton.language as tl
 
+from .checks import positive_int
 from .factorised import pair_counts
 from .norms import centre, normalised_bound
+from .relation import RelationSpec
 
 # %% auto #0
 __all__ = ['LOG2E', 'BLOCK_ROWS', 'BLOCK_FEATURES', 'TritonRelation', 'triton_relation']
@@ -139,8 +141,8 @@ class TritonRelation(torch.autograd.Function):
     "Exact relation from centred (layer) or raw (rms) sides, fused forward and backward kernels."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, causal: bool, eps: float, stable: bool, bound: float,
-                block_rows: int, block_features: int) -> Tensor:
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, bound: float, block_rows: int, block_features: int) -> Tensor:
+        causal, eps, stable = spec.causal, spec.eps, spec.stable
         B, T, H = q.shape
         q, p = q.contiguous(), p.contiguous()
         sq_q, sq_p = q.float().pow(2).mean(-1).contiguous(), p.float().pow(2).mean(-1).contiguous()   # (B, T)
@@ -151,14 +153,14 @@ class TritonRelation(torch.autograd.Function):
         if stable: factor = 1.0 / acc.amax(-1)                                       # y_j / max_k y_jk
         else: factor = math.exp(bound) / pair_counts(T, causal, q.device, torch.float32)[None, :].expand(B, T)
         ctx.save_for_backward(q, p, sq_q, sq_p, factor)
-        ctx.options = causal, eps, bound, block_rows, block_features
+        ctx.spec, ctx.bound, ctx.blocks = spec, bound, (block_rows, block_features)
         return (acc * factor[..., None]).to(q.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: Tensor):
         q, p, sq_q, sq_p, factor = ctx.saved_tensors
-        causal, eps, bound, block_rows, block_features = ctx.options
+        causal, eps, bound, (block_rows, block_features) = ctx.spec.causal, ctx.spec.eps, ctx.bound, ctx.blocks
         B, T, H = q.shape
         g = (grad_y.float() * factor[..., None]).contiguous()                         # factor folded into g'
         dq = torch.zeros(B, T, H, dtype=torch.float32, device=q.device)
@@ -166,13 +168,17 @@ class TritonRelation(torch.autograd.Function):
         grid = (triton.cdiv(T, block_rows), B)
         _relation_bwd_kernel[grid](q, p, g, sq_q, sq_p, dq, dp, T, H, 1.0 / H, eps, bound * LOG2E,
                                    CAUSAL=causal, BJ=block_rows, BK=block_features)
-        return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None, None, None
+        return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None
 
-def triton_relation(q: Tensor, p: Tensor, causal: bool = True, norm: str = "layer", eps: float = 0.0,
-                    stable: bool = False, block_rows: int = BLOCK_ROWS, block_features: int = BLOCK_FEATURES) -> Tensor:
-    "The exact relation `mean_{i in S_j} exp(mu(p_i + q_j))` with the fused kernels; q, p (B, T, H)."
-    if block_rows < 16 or block_features < 16 or block_rows & (block_rows - 1) or block_features & (block_features - 1):
-        raise ValueError(f"block_rows and block_features must be powers of two >= 16 (tl.dot), got {block_rows}, {block_features}")
-    bound = normalised_bound(q.shape[-1], norm)
-    return TritonRelation.apply(centre(q, norm), centre(p, norm), causal, float(eps), stable, bound,
-                                block_rows, block_features)
+def triton_relation(q: Tensor, p: Tensor, spec: RelationSpec = RelationSpec(), block_rows: int = BLOCK_ROWS,
+                    block_features: int = BLOCK_FEATURES) -> Tensor:
+    "The exact relation `mean_{i in S_j} exp(mu(p_i + q_j))` of `spec` with the fused kernels; q, p (B, T, H)."
+    if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
+    if (spec.prenorm, spec.act) != ("exact", "exp"):
+        raise ValueError(f"triton_relation computes the exact form only (prenorm='exact', act='exp'), got "
+                         f"prenorm={spec.prenorm!r}, act={spec.act!r}; use relation(impl='chunked') for this form")
+    for name, size in (("block_rows", block_rows), ("block_features", block_features)):
+        if positive_int(name, size) < 16 or size & (size - 1):
+            raise ValueError(f"block_rows and block_features must be powers of two >= 16 (tl.dot), got {name}={size}")
+    bound = normalised_bound(q.shape[-1], spec.norm)
+    return TritonRelation.apply(centre(q, spec.norm), centre(p, spec.norm), spec, bound, block_rows, block_features)

@@ -1,10 +1,11 @@
 "The public API contract of causal_rn.relation, checked on the installed package."
-import importlib.metadata, inspect, subprocess, sys, zlib
+import dataclasses, importlib.metadata, inspect, math, subprocess, sys, zlib
 
 import pytest
 import torch
 
-from causal_rn.relation import relation
+from causal_rn.checks import NonFiniteError
+from causal_rn.relation import RelationSpec, relation, relation_rows
 
 
 def test_relation_signature_matches_contract():
@@ -64,3 +65,52 @@ def test_bad_options_name_the_problem(kwargs, message):
     q = torch.randn(1, 4, 3)
     with pytest.raises((ValueError, TypeError, NotImplementedError), match=message.replace("(", r"\(")):
         relation(q, q.clone(), **kwargs)
+
+
+def test_relation_spec_is_frozen_and_checked_once():
+    spec = RelationSpec(prenorm="approx", causal=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.causal = True
+    assert spec == RelationSpec(prenorm="approx", causal=False) and hash(spec) == hash(RelationSpec("approx", causal=False))
+    assert spec.decomposable and not RelationSpec().decomposable
+    assert dataclasses.replace(spec, prenorm="exact") == RelationSpec(causal=False)
+
+
+@pytest.mark.parametrize("kwargs,exception,message", [
+    (dict(causal="False"), TypeError, "causal must be True or False, got 'False'"),
+    (dict(causal=1), TypeError, "causal must be True or False"),
+    (dict(stable=None), TypeError, "stable must be True or False"),
+    (dict(eps=math.inf), ValueError, "eps must be a finite number, got inf"),
+    (dict(eps=-1e-3), ValueError, "eps must be >= 0"),
+    (dict(eps="0"), ValueError, "eps must be a finite number"),
+    (dict(prenorm="Exact"), ValueError, "prenorm must be one of"),
+    (dict(act="tanh"), ValueError, "act must be one of"),
+    (dict(norm="batch"), ValueError, "norm must be one of"),
+    (dict(act="elu", stable=True), ValueError, "use stable=False"),
+])
+def test_relation_spec_refuses_bad_options_naming_them(kwargs, exception, message):
+    with pytest.raises(exception, match=message.replace("(", r"\(")):
+        RelationSpec(**kwargs)
+    q = torch.randn(1, 4, 3)
+    with pytest.raises(exception, match=message.replace("(", r"\(")):   # relation() builds the same spec
+        relation(q, q.clone(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(causal=False, stable=True), dict(prenorm="approx", norm="rms", eps=0.5),
+                                    dict(prenorm="none", act="relu")])
+def test_keywords_and_spec_give_the_same_relation(kwargs):
+    g = torch.Generator().manual_seed(1)
+    q, p = torch.randn(2, 7, 5, generator=g), torch.randn(2, 7, 5, generator=g)
+    spec = RelationSpec(**kwargs)
+    for impl in ("naive", "chunked", "auto"):
+        assert torch.equal(relation(q, p, impl=impl, spec=spec), relation(q, p, impl=impl, **kwargs))
+    assert torch.equal(relation_rows(q[:, -2:], p, spec=spec), relation_rows(q[:, -2:], p, **kwargs))
+    with pytest.raises(ValueError, match="not both"):
+        relation(q, p, spec=spec, eps=0.25)                  # a keyword away from its default beside a spec
+
+
+def test_non_finite_inputs_raise_their_own_value_error():
+    q = torch.randn(1, 4, 3)
+    with pytest.raises(NonFiniteError, match="q contains NaN or inf"):
+        relation(q.masked_fill(q > 0, math.nan), q.clone())
+    assert issubclass(NonFiniteError, ValueError)

@@ -37,7 +37,7 @@ def test_bench_bad_options_exit_with_a_message(tmp_path):
 def test_copy_help_lists_every_option():
     out = subprocess.run(["causal-rn-copy", "--help"], check=True, capture_output=True, text=True).stdout
     for option in ("--kind", "--preset", "--string_size", "--prenorm", "--postnorm", "--act", "--norm", "--iterations",
-                   "--batch_size", "--lr", "--schedule", "--stop_accuracy", "--seed", "--out", "--device", "--quiet"):
+                   "--batch_size", "--lr", "--schedule", "--stop_accuracy", "--seed", "--out", "--device", "--quiet", "--extend"):
         assert option in out, option
 
 
@@ -48,7 +48,7 @@ def test_copy_trains_resumes_and_reports(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["kind"] == "causal_rn" and summary["preset"] == "cpu" and summary["iterations"] == 30
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 31
-    out = subprocess.run(base + ["--iterations", "60"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(base + ["--iterations", "60", "--extend"], check=True, capture_output=True, text=True).stdout
     assert "resuming" in out and json.loads((tmp_path / "summary.json").read_text())["iterations"] == 60
 
 
@@ -56,21 +56,22 @@ def test_copy_bad_options_exit_with_a_message(tmp_path):
     out = subprocess.run(["causal-rn-copy", "--kind", "transformer", "--act", "relu", "--quiet"], capture_output=True, text=True)
     assert out.returncode != 0 and "leave them at their defaults" in out.stderr
     out = subprocess.run(["causal-rn-copy", "--preset", "gpu", "--quiet"], capture_output=True, text=True)
-    assert out.returncode != 0 and "preset must be one of" in out.stderr
+    assert out.returncode != 0 and "invalid choice: 'gpu'" in out.stderr
 
 
 def test_copy_sigterm_writes_a_checkpoint_and_resumes(tmp_path):
-    import signal, time, torch
+    import signal, time
     out = tmp_path / "run"
     cmd = ["causal-rn-copy", "--string_size", "4", "--iterations", "100000", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err                                        # 128 + SIGTERM
     assert "SIGTERM: stopped after iteration" in err and "run the same command again to resume" in err
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    from causal_rn.runs import read_checkpoint
+    ckpt = read_checkpoint(out / "checkpoint.pt")
     rows = (out / "metrics.csv").read_text().splitlines()
     assert ckpt["iteration"] == len(rows) - 1 >= 100
     assert not [p for p in out.iterdir() if ".tmp" in p.name], "a temporary file was left behind"

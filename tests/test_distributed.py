@@ -44,7 +44,7 @@ def test_two_processes_match_one(single, tmp_path):
 def test_resume_on_another_world_size(single, tmp_path):
     out = tmp_path / "switch"
     run(copy_cmd(2, 6, out))                       # 6 iterations on 2 processes...
-    run(copy_cmd(1, 12, out))                      # ...resumed on 1 up to 12
+    run(copy_cmd(1, 12, out) + ["--extend"])       # ...extended on 1 up to 12
     resumed = losses(out)
     assert len(resumed) == 12
     assert max(abs(a - b) for a, b in zip(resumed, single)) < TOLERANCE
@@ -55,3 +55,18 @@ def test_batch_must_divide(tmp_path):
     cmd[cmd.index("--batch_size") + 1] = "7"
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "must divide evenly over 2 processes" in r.stderr
+
+
+def test_language_model_on_two_processes_matches_one(tmp_path):
+    "The same engine under the LM task: 2 gloo processes against 1, every logged loss and validation loss."
+    args = ["--context", "16", "--batch_size", "8", "--d_model", "16", "--n_blocks", "1", "--iterations", "8",
+            "--eval_every", "4", "--eval_batches", "1", "--quiet", "--seed", "1"]
+    exe = shutil.which("causal-rn-lm")
+    run([exe, *args, "--out", str(tmp_path / "one")])
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", exe, *args, "--out", str(tmp_path / "two")])
+    one, two = (list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("one", "two"))
+    assert len(one) == len(two) == 8
+    for a, b in zip(one, two):
+        for column in ("loss", "valid_loss"):
+            if a[column] or b[column]: assert abs(float(a[column]) - float(b[column])) < TOLERANCE, (column, a, b)
+    assert '"world_size": 2' in (tmp_path / "two" / "summary.json").read_text()

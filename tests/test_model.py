@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 import torch
 
-from causal_rn.model import KINDS, ModelConfig, build_model, count_params
+from causal_rn.blocks import AttentionBlock, RelationBlock
+from causal_rn.model import KINDS, Kind, ModelConfig, build_model, count_params, kind_name
 
 
 def test_config_fields_match_contract():
@@ -55,3 +56,47 @@ def test_bad_inputs_name_the_problem():
             torch.zeros(1, 2, dtype=torch.long), 3)
     with pytest.raises(ValueError, match="use kind='causal_rn'"):
         ModelConfig(kind="linear_causal_rn", prenorm="exact").resolved()
+
+
+def test_kinds_table():
+    assert all(isinstance(k, Kind) for k in KINDS.values())
+    assert {name: k.label for name, k in KINDS.items()} == {
+        "causal_rn": "CausalRN", "linear_causal_rn": "Linear CausalRN", "bi_rn": "BiRN", "linear_bi_rn": "Linear BiRN",
+        "transformer": "Transformer", "linear_transformer": "Linear Transformer"}
+    for name, k in KINDS.items():
+        assert kind_name(k.block, k.linear, k.causal) == name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            k.linear = not k.linear
+    assert kind_name("relation", True, True) == "linear_causal_rn" and kind_name("attention", True, False) == "linear_transformer"
+    with pytest.raises(ValueError, match="no kind has"):
+        kind_name("convolution", False, True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_is_built_as_its_row_says(kind):
+    row = KINDS[kind]
+    model = build_model(ModelConfig(kind=kind, vocab_size=7, context=8, d_model=8, n_blocks=2))
+    assert model.cfg.causal == (row.causal is not False)
+    for block in model.blocks:
+        if row.block == "relation":
+            assert isinstance(block, RelationBlock) and block.recurrent == row.linear
+            assert block.spec is model.blocks[0].spec and block.spec.causal == model.cfg.causal
+        else:
+            assert isinstance(block, AttentionBlock) and block.linear == row.linear and block.causal == model.cfg.causal
+    if row.causal is not None:                    # a fixed direction: the other one is refused, naming the kind to use
+        other = kind_name(row.block, row.linear, not row.causal)
+        with pytest.raises(ValueError, match=f"use kind='{other}'"):
+            ModelConfig(kind=kind, causal=not row.causal).resolved()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("causal", "False", "ModelConfig.causal must be True or False"),
+    ("postnorm", "yes", "ModelConfig.postnorm must be True or False"),
+    ("eps", float("inf"), "ModelConfig.eps must be a finite number"),
+    ("d_model", 0, "ModelConfig.d_model must be a positive int"),
+    ("kind", "rnn", "ModelConfig.kind must be one of"),
+    ("input", "pixels", "ModelConfig.input must be one of"),
+])
+def test_config_fields_are_checked(field, value, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        ModelConfig(**{field: value}).resolved()

@@ -35,7 +35,7 @@ def test_main_job_command_is_the_same_and_valid():
     main_job = re.search(r"causal-rn-copy[^\n`]*", README).group(0).strip()
     assert main_job in index_text(), f"index.ipynb does not show the README's main job: {main_job}"
     cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
-    assert "causal-rn-copy=causal_rn.train:main" in cfg["DEFAULT"]["console_scripts"]
+    assert "causal-rn-copy=causal_rn.copying:main" in cfg["DEFAULT"]["console_scripts"]
     help_text = subprocess.run(["causal-rn-copy", "--help"], capture_output=True, text=True, check=True).stdout
     for option in re.findall(r"--\w+", main_job):
         assert option in help_text, f"the README's main job uses {option}, which causal-rn-copy does not take"
@@ -44,6 +44,6 @@ def test_main_job_command_is_the_same_and_valid():
 def test_fresh_machine_commands():
     commands = re.findall(r"^python3 -m venv .*$", README, re.MULTILINE)
     assert len(commands) == 2, "README must give two fresh-machine commands (main job, tests)"
-    assert commands[0].endswith("causal-rn-copy --stop_accuracy 0.99 --out results/copy/main")
+    assert commands[0].endswith("causal-rn-copy --stop_accuracy 0.99 --out runs/copy-main")
     assert commands[1].endswith("pytest -q tests")
     assert all("pip install torch==2.13.0" in c and 'pip install -e ".[dev]"' in c for c in commands)

@@ -1,10 +1,11 @@
 "Text data and language models, as a user of the installed package calls them."
-import random
+import csv, random
 
 import pytest
 import torch
 
-from causal_rn.lm import lm_run_config, run_lm, load_lm, sample_text
+from causal_rn.lm import lm_run_config, run_lm, sample_text
+from causal_rn.train import load_model
 from causal_rn.model import build_model
 from causal_rn.text import ByteTokenizer, encode_splits, lm_batch, load_wikitext103, python_reference_corpus
 
@@ -67,8 +68,10 @@ def test_language_model_run_resume_and_sampling(tmp_path):
     run_lm("cut", "linear_causal_rn", root=tmp_path, text=text, progress=False, **half)
     (tmp_path / "cut" / "summary.json").unlink()                                  # as if stopped after its checkpoint
     resumed = run_lm("cut", "linear_causal_rn", root=tmp_path, text=text, progress=False, **kw)
-    assert resumed["final_valid_loss"] == pytest.approx(whole["final_valid_loss"], abs=1e-5)
-    model = load_lm(tmp_path / "whole")
+    assert resumed["final_valid_loss"] == whole["final_valid_loss"]
+    read = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(tmp_path / run / "metrics.csv"))]
+    assert read("cut") == read("whole")                                            # bit for bit, every iteration
+    model = load_model(tmp_path / "whole")
     a = sample_text(model, "Three years later,", 6, seed=3)
     assert a == sample_text(model, "Three years later,", 6, seed=3) == sample_text(model, "Three years later,", 6, seed=3, use_cache=False)
     assert a.startswith("Three years later,")
@@ -76,8 +79,9 @@ def test_language_model_run_resume_and_sampling(tmp_path):
 
 
 def test_language_model_configs():
-    mcfg, cfg = lm_run_config("transformer", "cpu", model=dict(context=512))
-    assert (mcfg.vocab_size, mcfg.context, cfg.context) == (256, 512, 128)
+    mcfg, task, cfg = lm_run_config("transformer", "cpu", train=dict(context=512))
+    assert (mcfg.vocab_size, mcfg.context, task.cfg.context, cfg.iterations) == (256, 512, 512, 1500)
+    with pytest.raises(ValueError, match="fixes the model's \\['context'\\]"): lm_run_config(model=dict(context=512))
     assert build_model(mcfg)(torch.zeros(1, 5, dtype=torch.long)).shape == (1, 5, 256)
     with pytest.raises(ValueError, match="must be causal"): lm_run_config("linear_bi_rn")
     with pytest.raises(ValueError, match="batch_size"): lm_run_config(train=dict(batch_size=0))

@@ -37,3 +37,17 @@ def test_triton_impl_refuses_what_it_cannot_do():
     if os.environ.get("TRITON_INTERPRET") != "1" and importlib.util.find_spec("triton") is not None:
         with pytest.raises(ValueError, match="runs on CUDA tensors"):
             relation(q, q.clone(), impl="triton")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_triton_entry_point_takes_a_checked_spec():
+    import torch
+    from causal_rn.relation import RelationSpec
+    from causal_rn.triton_relation import triton_relation
+    q = torch.randn(1, 5, 8)
+    with pytest.raises(ValueError, match="exact form only"):
+        triton_relation(q, q.clone(), RelationSpec(prenorm="approx"))
+    with pytest.raises(TypeError, match="spec must be a RelationSpec"):
+        triton_relation(q, q.clone(), dict(causal=False))
+    with pytest.raises(ValueError, match="powers of two >= 16"):
+        triton_relation(q, q.clone(), RelationSpec(), block_rows=8)

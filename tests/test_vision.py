@@ -1,5 +1,5 @@
 "The vision data loaders, patches, classifiers and <CLS> heat maps, checked on the installed package."
-import subprocess, sys
+import json, subprocess, sys
 
 import numpy as np
 import pytest
@@ -124,7 +124,7 @@ def tiny_data():
 @pytest.mark.parametrize("kind", ["linear_bi_rn", "transformer", "linear_transformer"])
 def test_classifier_forward_and_backward(kind):
     data = tiny_data()
-    cfg, _ = vision_run_config(kind, data, model=dict(d_model=16, n_blocks=2))
+    cfg = vision_run_config(kind, data, model=dict(d_model=16, n_blocks=2))[0]
     assert cfg.context == 17 and cfg.patch_dim == 4 and cfg.causal is False
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -140,9 +140,9 @@ def test_run_vision_writes_and_skips(tmp_path):
     kw = dict(model=dict(d_model=8, n_blocks=1), train=dict(iterations=4, eval_every=2, batch_size=16), progress=False)
     s = run_vision("linear_bi_rn", data, "cpu", tmp_path, **kw)
     run = tmp_path / "cpu-digits-linear_bi_rn"
-    assert {p.name for p in run.iterdir()} == {"metrics.csv", "eval.csv", "model.pt", "summary.json"}
+    assert {p.name for p in run.iterdir()} == {"metrics.csv", "checkpoint.pt", "summary.json"}
     assert s["preset"] == "cpu" and s["device"].startswith("cpu") and 0 <= s["final_test_accuracy"] <= 1
-    assert run_vision("linear_bi_rn", data, "cpu", tmp_path, **kw) == s
+    assert run_vision("linear_bi_rn", data, "cpu", tmp_path, **kw) == json.loads(json.dumps(s))
 
 
 def literal_map(model, patches, layer):
