@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_relation_benchmark.ipynb #81037179
 from __future__ import annotations
-import json, os, re, resource, sys, time
+import json, os, re, resource, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -17,9 +17,10 @@ from .relation import relation
 from .runs import check_new_file, machine, write_json
 
 # %% auto #0
-__all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'peak_memory_mb', 'reset_peak_memory', 'available', 'measure', 'measure_isolated',
-           'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'ratios', 'format_ratios',
-           'write_results', 'default_out', 'main']
+__all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'peak_memory_mb', 'reset_peak_memory', 'available', 'measure',
+           'measure_isolated', 'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'ratios',
+           'format_ratios', 'busy_process', 'contention_ratios', 'run_contention', 'write_results', 'default_out',
+           'main']
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
 PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call)
@@ -234,14 +235,67 @@ def format_ratios(res: dict) -> str:
         lines.append(f"{k:>42}: " + ", ".join(parts))
     return "\n".join(lines)
 
+# %% ../nbs/06_relation_benchmark.ipynb #c0de0002
+CONTENTION_SETTINGS = {   # name -> environment of the measuring process (libgomp reads it when torch loads)
+    "parallel ops (before)": dict(CAUSAL_RN_TILE_THREADS="ops"),
+    "tiles shared when busy (now)": dict(CAUSAL_RN_TILE_THREADS="auto"),
+    "passive waiting": dict(CAUSAL_RN_TILE_THREADS="ops", OMP_WAIT_POLICY="PASSIVE"),
+}
+_SETTING_VARS = ("CAUSAL_RN_TILE_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+def busy_process() -> subprocess.Popen:
+    "One CPU-bound competitor: a Python busy loop on one thread (kill it when done)."
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+def _median(xs): return sorted(xs)[len(xs) // 2]
+
+def _measure_under(setting: str, busy: bool, **kwargs) -> dict:
+    "`measure_isolated` in a process with the environment of `setting`, beside a busy process if `busy`."
+    saved = {k: os.environ.pop(k, None) for k in _SETTING_VARS}
+    os.environ.update(CONTENTION_SETTINGS[setting])             # the spawned process inherits it before loading torch
+    competitor = busy_process() if busy else None
+    try:
+        if competitor is not None: time.sleep(0.5)               # let it start, and the load detector see it
+        return measure_isolated(**kwargs)
+    finally:
+        if competitor is not None: competitor.kill(); competitor.wait()
+        for k in _SETTING_VARS: os.environ.pop(k, None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+
+def contention_ratios(cases=(("copy", 2, 514, 192), ("target", 1, 512, 768)), providers=("chunked", "compiled", "materialised", "sdpa"),
+                      repeats: int = 3, log=print) -> list[dict]:
+    "Median forward+backward time of each provider, quiet and beside one busy process, in each setting; the slowdowns."
+    rows = []
+    for case, B, T, H in cases:
+        for provider in providers:
+            settings = list(CONTENTION_SETTINGS) if provider == "chunked" else list(CONTENTION_SETTINGS)[1:]
+            for setting in settings:
+                quiet, loaded = (_measure_under(setting, busy, provider=provider, B=B, T=T, H=H, repeats=repeats, budget_s=300)
+                                 for busy in (False, True))                   # (the first, untimed run compiles)
+                if quiet["status"] != "ok" or loaded["status"] != "ok":
+                    rows.append(dict(case=case, provider=provider, setting=setting, status=f"{quiet['status']} / {loaded['status']}"))
+                    continue
+                q, b = _median(quiet["times_s"][1:] or quiet["times_s"]), _median(loaded["times_s"][1:] or loaded["times_s"])
+                rows.append(dict(case=case, B=B, T=T, H=H, provider=provider, setting=setting, status="ok",
+                                 quiet_s=round(q, 4), busy_s=round(b, 4), slowdown=round(b / q, 2)))
+                log(f"{case:>6} {provider:>12} {setting:>28}: quiet {q:.3f} s, beside a busy process {b:.3f} s ({b / q:.2f}x)")
+    return rows
+
+def run_contention(quick: bool = False, repeats: int = 3, log=print) -> dict:
+    "The contention measurements as a results dict (`quick`: one tiny shape, to check that it runs)."
+    cases = (("copy", 1, 64, 32),) if quick else (("copy", 2, 514, 192), ("target", 1, 512, 768))
+    return dict(machine("cpu"), quick=quick, competitor="one Python busy loop (one thread)",
+                rows=contention_ratios(cases, repeats=repeats, log=log))
+
 # %% ../nbs/06_relation_benchmark.ipynb #22e64d13
 def write_results(res: dict, out: str | Path) -> Path:
     "Write a results dict as JSON (atomically), creating the folder."
     return write_json(out, res)
 
-def default_out(device: str, quick: bool) -> Path:
+def default_out(device: str, quick: bool, contention: bool = False) -> Path:
     "Where `causal-rn-bench` writes by default: the stored result, or (quick) a smoke test's file that git ignores."
-    return Path("runs/relation_bench") / f"{device}-quick.json" if quick else Path("results/relation_bench") / f"{device}.json"
+    name = f"{'contention-' if contention else ''}{device}"
+    return Path("runs/relation_bench") / f"{name}-quick.json" if quick else Path("results/relation_bench") / f"{name}.json"
 
 @call_parse
 def main(out: str = None,         # where to write the results (JSON); default results/relation_bench/<device>.json (--quick: runs/...)
@@ -251,12 +305,24 @@ def main(out: str = None,         # where to write the results (JSON); default r
          mem_limit_gb: float = None,  # address-space limit per CPU measurement, GiB (default: 80% of RAM)
          device: str = "cpu",     # "cpu" or "cuda"
          providers: str = ",".join(PROVIDERS),  # comma-separated subset of the providers (materialised is required)
-         no_training: bool = False):  # skip the training-throughput part
+         no_training: bool = False,  # skip the training-throughput part
+         contention: bool = False):  # instead: each provider quiet and beside a busy process (results/relation_bench/contention-cpu.json)
     "Benchmark the relation operator's implementations and the models' training throughput; print the ratios."
-    if device not in ("cpu", "cuda"): raise SystemExit(f"--device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available(): raise SystemExit("--device cuda: no CUDA GPU is visible")
-    try: path = check_new_file(out or default_out(device, quick), overwrite)
+    from causal_rn.checks import finite_float, one_of, positive_int
+    try:                                                        # every option, and the output file, before any work
+        positive_int("--repeats", repeats)
+        if mem_limit_gb is not None and finite_float("--mem_limit_gb", mem_limit_gb) < 1:
+            raise ValueError(f"--mem_limit_gb must be at least 1 (GiB), got {mem_limit_gb!r}: each measurement runs in a fresh "
+                             "Python process, and Python with torch alone maps about 0.65 GiB (measured on the 2-core CPU "
+                             "machine, where --quick needs a limit of 0.75); leave it out for 80% of the RAM")
+        one_of("--device", device, ("cpu", "cuda"))
+        if device == "cuda" and not torch.cuda.is_available(): raise ValueError("--device cuda: no CUDA GPU is visible")
+        if contention and device != "cpu": raise ValueError("--contention measures CPU threads; use --device cpu")
+        path = check_new_file(out or default_out(device, quick, contention), overwrite)
     except ValueError as e: print(f"causal-rn-bench: {e}", file=sys.stderr); raise SystemExit(2)
+    if contention:
+        write_results(run_contention(quick, repeats), path)
+        print(f"written to {path}"); return
     try: res = run_benchmark(quick=quick, repeats=repeats, mem_limit_gb=mem_limit_gb, device=device,
                              training=not no_training, providers=tuple(p.strip() for p in providers.split(",") if p.strip()))
     except ValueError as e: raise SystemExit(f"causal-rn-bench: {e}")

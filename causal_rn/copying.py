@@ -34,6 +34,11 @@ def copy_batch(batch_size: int, string_size: int, generator: torch.Generator | N
                device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     "Inputs `x` = [BOS, s, SEP, s] and targets `y` = [-1 x (L+1), s, EOS], each (batch_size, 2(L+1)) int64."
     positive_int("batch_size", batch_size); L = positive_int("string_size", string_size)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+    if device is not None:
+        try: torch.device(device)
+        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     s = torch.randint(FIRST_LETTER, VOCAB_SIZE, (batch_size, L), generator=generator)
     x = torch.empty(batch_size, 2 * L + 2, dtype=torch.int64)
     x[:, 0], x[:, 1:L + 1], x[:, L + 1], x[:, L + 2:] = BOS, s, SEP, s
@@ -41,15 +46,40 @@ def copy_batch(batch_size: int, string_size: int, generator: torch.Generator | N
     y[:, L + 1:-1], y[:, -1] = s, EOS
     return x.to(device), y.to(device)
 
-def tokens_to_text(ids: Tensor) -> str:
-    "One sequence of token ids as text, e.g. '<BOS>abc<SEP>abc<EOS>'; -1 shows as '_'."
+def tokens_to_text(ids: Tensor | list[int]) -> str:
+    "One sequence of token ids (1-D) as text, e.g. '<BOS>abc<SEP>abc<EOS>'; -1 shows as '_'."
+    if isinstance(ids, (list, tuple)): ids = torch.as_tensor(ids) if len(ids) else torch.zeros(0, dtype=torch.long)
+    if not torch.is_tensor(ids) or ids.dim() != 1:
+        got = tuple(ids.shape) if torch.is_tensor(ids) else type(ids).__name__
+        raise ValueError(f"ids must be one sequence, a 1-D tensor or list of token ids, got {got}; for a batch x, "
+                         "call tokens_to_text(row) for each row of x")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"ids must be integer token ids, got {ids.dtype}")
+    ids = ids.long().tolist()
+    if ids and (min(ids) < IGNORE or max(ids) >= VOCAB_SIZE):
+        raise ValueError(f"copy-task token ids lie in [{IGNORE}, {VOCAB_SIZE - 1}] (-1 unscored, 0-2 <BOS> <SEP> <EOS>, "
+                         f"3-28 a-z), got values from {min(ids)} to {max(ids)}")
     names = {BOS: "<BOS>", SEP: "<SEP>", EOS: "<EOS>", IGNORE: "_"}
-    return "".join(names.get(i, chr(ord("a") + i - FIRST_LETTER)) for i in ids.tolist())
+    return "".join(names.get(i, chr(ord("a") + i - FIRST_LETTER)) for i in ids)
 
 # %% ../nbs/12_copying.ipynb #ca1926ea
+def _check_copy_ids(name: str, x) -> Tensor:
+    "`x` if it is a (batch >= 1, 2(L+1)) integer tensor of a copy task with L >= 1; else an error naming `name`."
+    if not torch.is_tensor(x) or x.dim() != 2:
+        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be a 2-D tensor (batch, 2(L+1)) of token ids, got {got}; for one sequence s pass s[None]")
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"{name} must hold integer token ids, got {x.dtype}; for logits pass logits.argmax(-1)")
+    if x.shape[1] < 4 or x.shape[1] % 2:
+        raise ValueError(f"{name} must have an even length 2(L+1) >= 4 (strings of L >= 1 letters), got length {x.shape[1]}")
+    if x.shape[0] == 0: raise ValueError(f"{name} must hold at least one sequence, got shape {tuple(x.shape)}")
+    return x
+
 def copy_accuracy(pred: Tensor, y: Tensor) -> Tensor:
     "(batch,) per-sample accuracy: fraction of copied letters right; 0 if <EOS> is missing at the end or appears early."
+    _check_copy_ids("pred", pred); _check_copy_ids("y", y)
     if pred.shape != y.shape: raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    if pred.device != y.device: raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
     L = y.shape[1] // 2 - 1
     letters_pred, letters_true = pred[:, L + 1:-1], y[:, L + 1:-1]
     acc = (letters_pred == letters_true).float().mean(-1)
@@ -65,7 +95,7 @@ def parallel_predictions(model, x: Tensor) -> Tensor:
 @torch.no_grad()
 def autoregressive_predictions(model, x: Tensor) -> Tensor:
     "Predictions (batch, 2(L+1)) aligned with y: the model copies from the prompt <BOS> s <SEP> by greedy decoding."
-    L = x.shape[1] // 2 - 1
+    L = _check_copy_ids("x", x).shape[1] // 2 - 1
     tokens = model.generate(x[:, :L + 2], max_new_tokens=L + 1)          # (batch, 2L + 3)
     pred = torch.full_like(x, IGNORE)
     pred[:, L + 1:] = tokens[:, L + 2:]                                   # the L + 1 generated tokens

@@ -85,6 +85,7 @@ def _resolve(cfg: ModelConfig) -> ModelConfig:
                          f"of a {cfg.kind} ({width})")
     one_of("ModelConfig.norm", cfg.norm, NORMS)
     finite_float("ModelConfig.eps", cfg.eps, minimum=0)
+    if cfg.norm == "layer" and cfg.d_model == 1: raise _one_feature("ModelConfig.d_model", "d_model >= 2")
     causal = (kind.causal is not False) if cfg.causal is None else real_bool("ModelConfig.causal", cfg.causal)
     if kind.causal is not None and causal != kind.causal:
         direction = {True: "causal", False: "bidirectional"}
@@ -103,6 +104,11 @@ def _resolve(cfg: ModelConfig) -> ModelConfig:
         one_of("ModelConfig.impl", cfg.impl, IMPLS)
         if cfg.impl == "linear" and not decomposable(prenorm, cfg.act):
             raise ValueError(f"impl='linear' cannot compute prenorm={prenorm!r} with act={cfg.act!r}; use impl='auto'")
+        if cfg.norm == "layer" and prenorm != "none" and d_hidden // cfg.n_heads == 1:
+            raise _one_feature(f"d_hidden / n_heads (the width each head's pre-activation normalisation sees, "
+                               f"{d_hidden} / {cfg.n_heads})", "d_hidden >= 2 * n_heads, prenorm='none'")
+        if cfg.norm == "layer" and cfg.postnorm and d_hidden == 1:
+            raise _one_feature("ModelConfig.d_hidden (the width of the post-reduction normalisation)", "d_hidden >= 2, postnorm=False")
         if stable is None: stable = cfg.act == "exp" and cfg.postnorm and cfg.n_heads == 1
         real_bool("ModelConfig.stable", stable)
         if stable and cfg.act != "exp": raise ValueError("stable=True is the log-space trick for act='exp'; use stable=False")
@@ -128,11 +134,17 @@ def _resolve(cfg: ModelConfig) -> ModelConfig:
     return replace(cfg, d_hidden=d_hidden, causal=causal, prenorm=prenorm if relational else None,
                    stable=stable if relational else None)
 
+def _one_feature(what: str, fix: str) -> ValueError:
+    return ValueError(f"{what} is 1 with norm='layer': LayerNorm over one feature is always 0 (the feature minus its own "
+                      f"mean; 0/0 = NaN when eps=0), so it would erase its input; use {fix} or norm='rms'")
+
 # %% ../nbs/08_model.ipynb #0765ccdf
 class Model(nn.Module):
     "A sequence model built from a `ModelConfig`: embeddings, residual blocks, final norm, linear head."
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}; for a dict d use ModelConfig(**d)")
         self.cfg = cfg = cfg.resolved()
         d = cfg.d_model
         if cfg.input == "tokens": self.tok_emb = nn.Embedding(cfg.vocab_size, d)
@@ -148,23 +160,27 @@ class Model(nn.Module):
 
     def forward(self, x: Tensor, caches: list[dict] | None = None, start: int = 0) -> Tensor:
         "Logits: (B, T, vocab_size) for the next-token head, (B, n_classes) for the classification head."
+        positive_int("start", start, minimum=0)
+        if caches is not None and (not isinstance(caches, (list, tuple)) or len(caches) != len(self.blocks)
+                                   or not all(isinstance(c, dict) for c in caches)):
+            got = f"{len(caches)} of {sorted({type(c).__name__ for c in caches})}" if isinstance(caches, (list, tuple)) else type(caches).__name__
+            raise ValueError(f"caches must hold one dict per block ({len(self.blocks)}), got {got}")
         h = self._embed(x, start)                                         # (B, T, d_e)
-        if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"caches must hold one dict per block ({len(self.blocks)}), got {len(caches)}")
         for i, block in enumerate(self.blocks):
             h = block(h, None if caches is None else caches[i])
         h = self.mu(h, self.cfg.eps)
         return self.head(h[:, -1]) if self.cfg.head == "classify" else self.head(h)
 
     def _embed(self, x: Tensor, start: int) -> Tensor:
-        cfg = self.cfg
+        cfg, device = self.cfg, self.pos_emb.weight.device
         if cfg.input == "tokens":
-            _check_tokens(x, cfg.vocab_size)
-            h = self.tok_emb(x)
+            h = self.tok_emb(_check_tokens(x, cfg.vocab_size, device))
         else:
             if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != cfg.patch_dim or not x.is_floating_point():
                 got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
                 raise ValueError(f"patches must be a float tensor of shape (B, T, {cfg.patch_dim}), got {got}")
+            if x.shape[0] == 0 or x.shape[1] == 0: raise ValueError(f"patches must be non-empty, got shape {tuple(x.shape)}")
+            _check_device("patches", x, device)
             if not bool(torch.isfinite(x).all()): raise NonFiniteError("patches contain NaN or inf; check the images and their normalisation")
             h = self.patch_proj(x)
         if cfg.head == "classify": h = torch.cat([h, self.cls_token.expand(h.shape[0], 1, -1)], 1)
@@ -187,21 +203,31 @@ def _block(cfg: ModelConfig, spec: RelationSpec | None) -> nn.Module:
         return RelationBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, spec, cfg.postnorm, cfg.impl, recurrent=kind.linear)
     return AttentionBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=kind.linear, norm=cfg.norm, eps=cfg.eps)
 
-def _check_tokens(x, vocab_size: int):
+def _check_tokens(x, vocab_size: int, device: torch.device | None = None) -> Tensor:
+    "`x` as torch.long, once it is a non-empty (B, T) tensor of integer ids in [0, vocab_size) (on `device`)."
     if not torch.is_tensor(x) or x.dim() != 2:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"token ids must be a tensor of shape (B, T), got {got}")
-    if x.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f"token ids must be an integer tensor (torch.long), got {x.dtype}")
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"token ids must be an integer tensor (any integer dtype, e.g. torch.long), got {x.dtype}")
     if x.numel() == 0: raise ValueError(f"token ids must be non-empty, got shape {tuple(x.shape)}")
-    lo, hi = x.min().item(), x.max().item()
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"token ids must lie in [0, {vocab_size - 1}] (vocab_size={vocab_size}), got values "
-                         f"from {lo} to {hi}")
+    if device is not None: _check_device("token ids", x, device)
+    ids = x.long()                                                        # the embedding takes int64 (or int32) only
+    lo, hi = ids.min().item(), ids.max().item()
+    wrapped = x.dtype == torch.uint64 and lo < 0                          # the conversion wrapped ids >= 2**63
+    if wrapped or lo < 0 or hi >= vocab_size:
+        got = "uint64 ids of 2**63 or more" if wrapped else f"values from {lo} to {hi}"
+        raise ValueError(f"token ids must lie in [0, {vocab_size - 1}] (vocab_size={vocab_size}), got {got}")
+    return ids
+
+def _check_device(name: str, x: Tensor, device: torch.device):
+    if x.device != device:
+        raise ValueError(f"{name} are on {x.device} but the model is on {device}; move them there with .to({str(device)!r})")
 
 # %% ../nbs/08_model.ipynb #01214225
 def output_layers(model: Model) -> list[nn.Linear]:
     "The layers that write into the residual stream: each relation block's `proj`, each attention block's `proj` and `fc2`."
+    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     out = []
     for block in model.blocks:
         out += [block.proj] if isinstance(block, RelationBlock) else [block.proj, block.fc2]
@@ -209,6 +235,7 @@ def output_layers(model: Model) -> list[nn.Linear]:
 
 def init_weights(model: Model, std: float = 0.02) -> Model:
     "Appendix D initialisation, in place."
+    finite_float("std", std, minimum=0)
     residuals = len(output_layers(model))
     for module in model.modules():
         if isinstance(module, nn.Linear):
@@ -228,6 +255,8 @@ EMBEDDING_PARAMETERS = ("tok_emb.", "pos_emb.", "cls_token")
 
 def count_params(model: nn.Module, embeddings: bool = False) -> int:
     "Number of parameters; without the token/position embeddings and <CLS> token unless `embeddings`, as the paper counts."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    real_bool("embeddings", embeddings)
     return sum(p.numel() for name, p in model.named_parameters()
                if embeddings or not name.startswith(EMBEDDING_PARAMETERS))
 
@@ -236,42 +265,60 @@ def count_params(model: nn.Module, embeddings: bool = False) -> int:
 def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False,
              temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None):
     "Greedy (`temperature=0`) or sampled decoding with per-layer caches (or, `use_cache=False`, re-running the prefix)."
+    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     cfg = model.cfg
     if not cfg.causal: raise ValueError(f"a bidirectional {cfg.kind} cannot generate: every new token would change "
                                         "the outputs of all earlier positions; use a causal kind")
     if cfg.head != "next_token" or cfg.input != "tokens": raise ValueError("generate needs a next-token head on token input")
-    _check_tokens(prompt, cfg.vocab_size)
+    prompt = _check_tokens(prompt, cfg.vocab_size, model.pos_emb.weight.device)
     positive_int("max_new_tokens", max_new_tokens, minimum=0)
+    real_bool("use_cache", use_cache); real_bool("return_logits", return_logits)
     if prompt.shape[1] + max_new_tokens - 1 > cfg.context:                  # the last new token is never fed back
         raise ValueError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens needs a context of "
                          f"{prompt.shape[1] + max_new_tokens - 1}, more than the model's {cfg.context}; generate fewer "
                          "tokens or build the model with a larger context")
-    _check_sampling(temperature, top_k, cfg.vocab_size)
+    _check_sampling(temperature, top_k, cfg.vocab_size, generator)
     tokens, all_logits = prompt, []
     caches = [{} for _ in model.blocks] if use_cache else None
     logits = model(prompt, caches)[:, -1]                                  # (B, vocab)
     for step in range(max_new_tokens):
         all_logits.append(logits)
-        next_token = pick_next_token(logits, temperature, top_k, generator)  # (B, 1)
+        next_token = _pick(logits, temperature, top_k, generator)          # (B, 1)
         tokens = torch.cat([tokens, next_token], 1)
         if step == max_new_tokens - 1: break
         logits = (model(next_token, caches, start=tokens.shape[1] - 1) if use_cache else model(tokens))[:, -1]
     if not return_logits: return tokens
     return tokens, (torch.stack(all_logits, 1) if all_logits else logits[:, None][:, :0])
 
-def _check_sampling(temperature, top_k, vocab_size: int):
-    finite_float("temperature", temperature, minimum=0)                     # 0: greedy
+def _check_sampling(temperature, top_k, vocab_size: int, generator=None):
+    finite_float("temperature", temperature, minimum=0)                     # 0: greedy; inf and nan refused
     if top_k is not None and positive_int("top_k", top_k) > vocab_size:
         raise ValueError(f"top_k must be None or an int in [1, {vocab_size}] (the vocabulary), got {top_k!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
 
 def pick_next_token(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
                     generator: torch.Generator | None = None) -> Tensor:
     "(B, vocab) logits -> (B, 1) ids: argmax when `temperature` is 0, else a sample from the tempered top-k softmax."
+    if not torch.is_tensor(logits) or logits.dim() != 2 or not logits.is_floating_point() or 0 in logits.shape:
+        got = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+        raise ValueError(f"logits must be a non-empty float tensor of shape (B, vocab), got {got}")
+    if bool(logits.isnan().any() | (logits == math.inf).any()):
+        raise NonFiniteError("logits contain NaN or +inf; check the model's output (-inf is allowed: a token never picked)")
+    if bool((logits == -math.inf).all(-1).any()): raise ValueError("a row of logits is all -inf: no token can be picked")
+    _check_sampling(temperature, top_k, logits.shape[-1], generator)
+    return _pick(logits, temperature, top_k, generator)
+
+def _pick(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
     if temperature == 0 or top_k == 1: return logits.argmax(-1, keepdim=True)
-    logits = logits.float() / temperature
+    z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    # each row minus its largest logit, then divided: every entry is <= 0, so a tiny temperature sends the smaller ones
+    # to -inf and never overflows; the largest (ties included) keep exp(0) = 1 and share the draw, the greedy limit.
+    # A temperature below the dtype's smallest normal number divides as that number (the same draws, no 0/0).
+    z = (z - z.max(-1, keepdim=True).values) / max(temperature, torch.finfo(z.dtype).tiny)
     if top_k is not None:
-        kth = logits.topk(top_k, -1).values[:, -1:]                        # the k-th largest logit per row
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = logits.softmax(-1)
+        kth = z.topk(top_k, -1).values[:, -1:]                             # the k-th largest logit per row
+        z = z.masked_fill(z < kth, float("-inf"))
+    probs = z.softmax(-1)
     if generator is not None and generator.device != probs.device: probs = probs.to(generator.device)
     return torch.multinomial(probs, 1, generator=generator).to(logits.device)

@@ -4,21 +4,22 @@
 
 # %% ../nbs/05_relation.ipynb #0d344651
 from __future__ import annotations
-import dataclasses, importlib.util, math, os
+import dataclasses, importlib.util, math, os, time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
 from .factorised import ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, pair_counts
 from .linearisation import linear_relation
-from .norms import NORMS, PRENORMS, centre, get_norm, pair_spread, prenorm_join
+from .norms import NORMS, PRENORMS, centre, get_norm, pair_spread, power_of_two_scale, prenorm_join
 
 # %% auto #0
-__all__ = ['TILE_ELEMS', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec', 'tile_side', 'ChunkedRelation', 'relation',
+__all__ = ['TILE_ELEMS', 'TILE_THREADS', 'SHARE_MIN_PAIR_FEATURES', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec',
+           'tile_side', 'others_busy', 'ChunkedRelation', 'differentiable_backward', 'common_scale', 'relation',
            'relation_rows', 'supports']
 
 # %% ../nbs/05_relation.ipynb #5a1e0c02
@@ -55,9 +56,10 @@ class RelationSpec:
         return prenorm_join(self.prenorm, self.norm, self.eps)
 
 # %% ../nbs/05_relation.ipynb #7dc3459c
-def _naive(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
+def _naive(q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor | None = None) -> Tensor:
     "Materialised relation, (B, Tq, Tp, H) intermediates; q holds the last Tq of p's Tp positions (usually Tq = Tp)."
-    join, causal = spec.join(), spec.causal
+    join = spec.join() if eps is None else prenorm_join(spec.prenorm, spec.norm, eps)
+    causal = spec.causal
     if not spec.stable: return factorised_relation(q, p, spec.act, causal, join)
     T, T_mem = q.shape[1], p.shape[1]
     h = join(p[:, None, :, :], q[:, :, None, :])                                     # (B, Tq j, Tp i, H)
@@ -78,11 +80,11 @@ def _largest_tile(B: int, T: int, H: int, chunk: int | None) -> tuple[int, int, 
     rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1       # short sequences: several batch rows per tile
     return min(B, rows), s, s, H
 
-def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None):
-    "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1."
+def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None, j_blocks=None):
+    "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1 (only the output blocks `j_blocks`, if given)."
     rows, s, _, _ = _largest_tile(B, T, H, chunk)
     for b0 in range(0, B, rows):
-        for j0 in range(0, T, s):
+        for j0 in (range(0, T, s) if j_blocks is None else (k * s for k in j_blocks)):
             for i0 in range(0, (j0 + 1) if causal else T, s):        # causal: blocks on or below the diagonal
                 yield slice(b0, min(B, b0 + rows)), j0, min(T, j0 + s), i0, min(T, i0 + s), causal and i0 == j0
 
@@ -91,7 +93,7 @@ def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tenso
     n = torch.add(qt[:, :, None, :], pt[:, None, :, :], out=out)
     if not normalise: return n, None, None
     sigma = pair_spread(qt, pt)
-    r = 1.0 / (sigma + eps)
+    r = torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0)                # zero spread: pre-activation 0
     return n.mul_(r[..., None]), r, sigma
 
 def _future(C: int, device) -> Tensor:
@@ -145,67 +147,154 @@ def _tile_functions(compiled: bool):
         _compiled_tiles["bwd"] = torch.compile(_backward_tile, dynamic=False)
     return _compiled_tiles["fwd"], _compiled_tiles["bwd"]
 
+# %% ../nbs/05_relation.ipynb #e5b0c011
+TILE_THREADS = os.environ.get("CAUSAL_RN_TILE_THREADS", "auto")   # "auto": share tiles among threads when other processes
+                                                                     # keep the cores busy; "ops" or "tiles": always
+
+SHARE_MIN_PAIR_FEATURES = 2**20   # smaller relations always run as parallel ops
+
+_pools: dict = {}
+_load = dict(at=-1.0, stat=None, busy=False)
+
+def _tile_pool(n: int) -> ThreadPoolExecutor:
+    "`n` threads whose torch ops each run on one core (made once per size, then reused)."
+    if n not in _pools:
+        _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="causal_rn-tiles", initializer=torch.set_num_threads, initargs=(1,))
+    return _pools[n]
+
+def others_busy(threshold: float = 0.5, every: float = 0.25) -> bool:
+    "Whether other processes used more than `threshold` of a core since the last look, at most every `every` s (Linux; False elsewhere)."
+    now = time.monotonic()
+    if now - _load["at"] < every: return _load["busy"]
+    try:
+        with open("/proc/stat") as f: cpu = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f: own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError): return False
+    stat = (sum(cpu[:8]), cpu[3] + cpu[4], int(own[11]) + int(own[12]))        # all, idle + iowait, this process (ticks)
+    if _load["stat"] is not None:
+        total, idle, mine = (a - b for a, b in zip(stat, _load["stat"]))
+        if total > 0: _load["busy"] = (total - idle - mine) / total * (os.cpu_count() or 1) > threshold
+    _load.update(at=now, stat=stat)
+    return _load["busy"]
+
+def _parts(B: int, T: int, H: int, chunk: int | None, causal: bool, n: int) -> list[tuple[slice, list | None]]:
+    "How `n` threads share the tiles: (batch rows, output blocks or None for all) per thread."
+    if B >= n: return [(slice(B * k // n, B * (k + 1) // n), None) for k in range(n)]
+    blocks = range(math.ceil(T / tile_side(T, H, chunk)))
+    if len(blocks) < n: return [(slice(0, B), None)]
+    cost = (lambda k: k + 1) if causal else (lambda k: 1)                           # tiles in output block k
+    shares, loads = [[] for _ in range(n)], [0] * n
+    for k in sorted(blocks, key=cost, reverse=True):                                # the biggest first, to the lightest share
+        m = loads.index(min(loads)); shares[m].append(k); loads[m] += cost(k)
+    return [(slice(0, B), sorted(share)) for share in shares]
+
+def _run_parts(part, q: Tensor, p: Tensor, spec, eps, chunk, compiled, **tensors):
+    "Run `part` (`_forward_part` or `_backward_part`) over all tiles: parallel ops, or (machine busy) tiles shared among threads."
+    B, T, H = q.shape
+    n = torch.get_num_threads()
+    big = B * T * (T + 1) // 2 * H >= SHARE_MIN_PAIR_FEATURES
+    parts = _parts(B, T, H, chunk, spec.causal, n) if n > 1 and big and q.device.type == "cpu" and not compiled else []
+    one_of("TILE_THREADS", TILE_THREADS, ("auto", "ops", "tiles"))
+    share = len(parts) > 1 and (TILE_THREADS == "tiles" or TILE_THREADS == "auto" and others_busy())
+    by_rows = len(parts) < 2 or parts[0][1] is None
+    if by_rows and not share: return part(q, p, spec, eps, chunk, compiled, None, **tensors)
+    private_dp = [] if by_rows or "dp" not in tensors else [torch.zeros_like(tensors["dp"]) for _ in parts]
+
+    def run(k, rows, j_blocks):
+        with torch.no_grad():                                                   # grad mode is per thread: off, as in the caller
+            own = {name: (t[rows] if t is not None and by_rows else t) for name, t in tensors.items()}
+            if private_dp: own["dp"] = private_dp[k]                               # output blocks share memory rows: add at the end
+            part(q[rows], p[rows], spec, eps, chunk, compiled, j_blocks, **own)
+
+    if share:
+        for future in [_tile_pool(n).submit(run, k, *part_k) for k, part_k in enumerate(parts)]: future.result()
+    else:
+        for k, part_k in enumerate(parts): run(k, *part_k)
+    for dp in private_dp: tensors["dp"] += dp
+
 # %% ../nbs/05_relation.ipynb #394a7080
 class ChunkedRelation(torch.autograd.Function):
     "Tiled relation with a recomputing backward. Inputs are already centred (exact) or normalised (approx)."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
-        act, causal, eps, stable = spec.act, spec.causal, spec.eps, spec.stable
-        normalise = spec.prenorm == "exact"                                         # per-pair normalisation in the tiles
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False,
+                eps: float | Tensor | None = None) -> Tensor:
+        eps = spec.eps if eps is None else eps                                      # the caller may rescale eps
         B, T, H = q.shape
-        forward_tile, _ = _tile_functions(compiled)
-        counts = pair_counts(T, causal, q.device, q.dtype)
+        counts = pair_counts(T, spec.causal, q.device, q.dtype)
         acc = torch.zeros_like(q)                                                   # sum over memory, per output
-        run_max = torch.full((B, T, 1), float("-inf"), dtype=q.dtype, device=q.device) if stable else None
-        work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 1)[0]
-        for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, causal, chunk):
-            old = run_max[bs, j0:j1] if stable else None
-            qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-            tile_work = _view(work, (qt.shape[0], j1 - j0, i1 - i0, H))
-            tile_sum, new = forward_tile(qt, pt, old, act, normalise, eps, diagonal, tile_work)
-            if stable:
-                acc[bs, j0:j1] *= torch.exp(old - new)                                # rescale to the new row max
-                run_max[bs, j0:j1] = new
-            acc[bs, j0:j1] += tile_sum
-        if stable:                                    # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
+        run_max = torch.full((B, T, 1), float("-inf"), dtype=q.dtype, device=q.device) if spec.stable else None
+        _run_parts(_forward_part, q, p, spec, eps, chunk, compiled, acc=acc, run_max=run_max)
+        if spec.stable:                               # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
             top = acc.amax(-1, keepdim=True)
             y, shift = acc / top, (run_max + top.log())[..., 0]
         else:
             y, shift = acc / counts[:, None], counts.log().expand(B, T)
-        ctx.save_for_backward(q, p, shift if act == "exp" else counts)
-        ctx.spec, ctx.chunk, ctx.compiled = spec, chunk, compiled
+        ctx.save_for_backward(q, p, shift if spec.act == "exp" else counts)
+        ctx.spec, ctx.chunk, ctx.compiled, ctx.eps = spec, chunk, compiled, eps
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y: Tensor):
         q, p, scale = ctx.saved_tensors
-        spec, chunk, compiled = ctx.spec, ctx.chunk, ctx.compiled
-        act, causal, eps, normalise = spec.act, spec.causal, spec.eps, spec.prenorm == "exact"
-        _, backward_tile = _tile_functions(compiled)
-        B, T, H = q.shape
+        spec, chunk, compiled, eps = ctx.spec, ctx.chunk, ctx.compiled, ctx.eps
+        if torch.is_grad_enabled(): return (*differentiable_backward(q, p, grad_y, spec, eps), None, None, None, None)
         grad_y = grad_y.contiguous()
-        if act != "exp": grad_y = grad_y / scale[:, None]                               # 1 / |S_j|
+        if spec.act != "exp": grad_y = grad_y / scale[:, None]                          # 1 / |S_j|
         dq, dp = torch.zeros_like(q), torch.zeros_like(p)
-        work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 3)
-        for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, causal, chunk):
-            shift = scale[bs, j0:j1] if act == "exp" else None
-            qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-            tile_work = None if work is None else [_view(w, (qt.shape[0], j1 - j0, i1 - i0, H)) for w in work]
-            dq_t, dp_t = backward_tile(qt, pt, grad_y[bs, j0:j1], shift, act, normalise, eps, diagonal, tile_work)
-            dq[bs, j0:j1] += dq_t
-            dp[bs, i0:i1] += dp_t
-        return dq, dp, None, None, None
+        _run_parts(_backward_part, q, p, spec, eps, chunk, compiled, grad_y=grad_y, scale=scale, dq=dq, dp=dp)
+        return dq, dp, None, None, None, None
+
+def _forward_part(q, p, spec, eps, chunk, compiled, j_blocks, acc, run_max):
+    "Accumulate the forward tiles of these batch rows (and output blocks `j_blocks`) into `acc` (and `run_max`)."
+    forward_tile, _ = _tile_functions(compiled)
+    B, T, H = q.shape
+    normalise, stable = spec.prenorm == "exact", spec.stable                       # per-pair normalisation in the tiles
+    work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 1)[0]
+    for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, spec.causal, chunk, j_blocks):
+        old = run_max[bs, j0:j1] if stable else None
+        qt, pt = q[bs, j0:j1], p[bs, i0:i1]
+        tile_sum, new = forward_tile(qt, pt, old, spec.act, normalise, eps, diagonal, _view(work, (qt.shape[0], j1 - j0, i1 - i0, H)))
+        if stable:
+            acc[bs, j0:j1] *= torch.exp(old - new)                                    # rescale to the new row max
+            run_max[bs, j0:j1] = new
+        acc[bs, j0:j1] += tile_sum
+
+def _backward_part(q, p, spec, eps, chunk, compiled, j_blocks, grad_y, scale, dq, dp):
+    "Accumulate the backward tiles of these batch rows (and output blocks `j_blocks`) into `dq` and `dp`."
+    _, backward_tile = _tile_functions(compiled)
+    B, T, H = q.shape
+    work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 3)
+    for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, spec.causal, chunk, j_blocks):
+        shift = scale[bs, j0:j1] if spec.act == "exp" else None
+        qt, pt = q[bs, j0:j1], p[bs, i0:i1]
+        tile_work = None if work is None else [_view(w, (qt.shape[0], j1 - j0, i1 - i0, H)) for w in work]
+        dq_t, dp_t = backward_tile(qt, pt, grad_y[bs, j0:j1], shift, spec.act, spec.prenorm == "exact", eps, diagonal, tile_work)
+        dq[bs, j0:j1] += dq_t
+        dp[bs, i0:i1] += dp_t
+
+def differentiable_backward(q: Tensor, p: Tensor, grad_y: Tensor, spec: RelationSpec, eps) -> tuple[Tensor, Tensor]:
+    "dL/dq, dL/dp of the relation of prepared inputs (centred: exact; normalised: approx) as differentiable functions, for double backward."
+    inner = dataclasses.replace(spec, prenorm="exact" if spec.prenorm == "exact" else "none")   # what the tiles compute
+    with torch.enable_grad():
+        y = _naive(q, p, inner, eps)
+        return torch.autograd.grad(y, (q, p), grad_y, create_graph=True)
 
 # %% ../nbs/05_relation.ipynb #3e955923
+def common_scale(q: Tensor, p: Tensor) -> Tensor:
+    "A power of two c (0-dim, no gradient) that brings max(|q|, |p|) into [1, 2): mu((p_i + q_j) c) = mu(p_i + q_j), with eps c."
+    return power_of_two_scale(torch.maximum(q.detach().abs().amax(), p.detach().abs().amax()))
+
 def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
     "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
-    if spec.prenorm == "exact": q, p = centre(q, spec.norm), centre(p, spec.norm)
+    eps = spec.eps
+    if spec.prenorm == "exact":                        # exact rescaling, so that the pair statistics cannot overflow
+        c = common_scale(q, p)
+        q, p, eps = centre(q * c, spec.norm), centre(p * c, spec.norm), spec.eps * c
     elif spec.prenorm == "approx":
         mu = get_norm(spec.norm)
         q, p = mu(q, spec.eps), mu(p, spec.eps)
-    return ChunkedRelation.apply(q, p, spec, chunk, compiled)
+    return ChunkedRelation.apply(q, p, spec, chunk, compiled, eps)
 
 # %% ../nbs/05_relation.ipynb #59bfcf1e
 def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
@@ -243,6 +332,14 @@ def _check_tensors(q, p, same_length: bool = True):
                 raise NonFiniteError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} "
                                      "entries); the relation of non-finite inputs is meaningless: check what produced them")
 
+def _in_dtype(y: Tensor, dtype: torch.dtype) -> Tensor:
+    "The float32 result `y` in the inputs' dtype; float16 cannot hold values above 65504, so those are refused, not made inf."
+    if dtype == torch.float16 and not _compiling() and y.numel() and y.detach().abs().amax().item() > torch.finfo(torch.float16).max:
+        raise ValueError(f"the relation's values reach {y.detach().abs().amax().item():.3g}, beyond float16's largest number "
+                         "(65504): exp of a normalised pre-activation reaches e^sqrt(H-1). Use stable=True (exact once a "
+                         "post-reduction normalisation follows), or bfloat16 or float32 inputs")
+    return y.to(dtype)
+
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RelationSpec)}
 
 def _as_spec(spec: RelationSpec | None, **options) -> RelationSpec:
@@ -258,8 +355,9 @@ def _check_features(spec: RelationSpec, H: int):
         raise ValueError("LayerNorm over H=1 feature is 0/0: use H >= 2, norm='rms', prenorm='none' or eps > 0")
 
 def _triton_suits(q: Tensor, spec: RelationSpec) -> bool:
-    "Whether impl='auto' should use the fused Triton kernels: exact form, CUDA tensor, triton installed."
-    return (spec.prenorm, spec.act) == ("exact", "exp") and q.is_cuda and importlib.util.find_spec("triton") is not None
+    "Whether impl='auto' should use the fused Triton kernels: exact form, a CUDA tensor of at most 32 bits, triton installed."
+    return ((spec.prenorm, spec.act) == ("exact", "exp") and q.is_cuda and q.dtype != torch.float64
+            and importlib.util.find_spec("triton") is not None)
 
 def _check_triton(q: Tensor, spec: RelationSpec):
     if (spec.prenorm, spec.act) != ("exact", "exp"):
@@ -267,6 +365,9 @@ def _check_triton(q: Tensor, spec: RelationSpec):
                          f"act={spec.act!r}; use impl='chunked' (or 'auto') for this form")
     if importlib.util.find_spec("triton") is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton); or use impl='chunked'")
+    if q.dtype == torch.float64:
+        raise TypeError("impl='triton' computes in float32 (its matrix products run on float32 tensor cores), so float64 "
+                        "inputs would silently lose precision; use impl='chunked' (or 'auto') for float64")
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError(f"impl='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1, for testing), "
                          f"got a tensor on {q.device}; use impl='chunked' (or 'auto') on the CPU")
@@ -309,7 +410,7 @@ def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", 
         from causal_rn.triton_relation import triton_relation      # imported on use: triton is optional
         y = triton_relation(q, p, spec)
     else: y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
-    return y.to(dtype)
+    return _in_dtype(y, dtype)
 
 # %% ../nbs/05_relation.ipynb #aa27087e
 def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
@@ -320,7 +421,7 @@ def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "e
     _check_features(spec, q.shape[-1])
     dtype = q.dtype
     if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()
-    return _naive(q, p, spec).to(dtype)
+    return _in_dtype(_naive(q, p, spec), dtype)
 
 # %% ../nbs/05_relation.ipynb #85797503
 def supports(impl: str, prenorm: str, act: str) -> bool:

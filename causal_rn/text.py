@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_text.ipynb #cc3cf5be
 from __future__ import annotations
-import re
+import os, re
 from pathlib import Path
 
 import torch
@@ -28,9 +28,15 @@ class ByteTokenizer:
 
     def decode(self, ids) -> str:
         "The text of byte ids (a 1-D tensor or a list of ints); invalid UTF-8 becomes U+FFFD."
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"decode takes byte ids (a 1-D tensor or a list of ints), got {type(ids).__name__}"
+                            + ("; for bytes use b.decode('utf-8')" if isinstance(ids, bytes) else ""))
+        if isinstance(ids, (list, tuple)) and not ids: return ""
         ids = torch.as_tensor(ids)
         if ids.dim() != 1: raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}; decode rows one at a time")
-        if ids.is_floating_point(): raise TypeError(f"token ids must be integers, got {ids.dtype}")
+        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+            raise TypeError(f"token ids must be integers, got {ids.dtype}")
+        ids = ids.long()
         if ids.numel() and (ids.min() < 0 or ids.max() > 255):
             raise ValueError(f"byte ids must lie in [0, 255], got values from {ids.min().item()} to {ids.max().item()}")
         return bytes(ids.tolist()).decode("utf-8", errors="replace")
@@ -43,9 +49,16 @@ _TITLE = re.compile(r"^ = [^=].* = $", re.MULTILINE)
 def wikitext103_path(root: str | Path, split: str = "train") -> Path:
     "Where `split` of WikiText-103 (raw) lies under `root` (the `wikitext-103-raw` folder or its parent)."
     one_of("split", split, WIKITEXT_FILES)
+    if not isinstance(root, (str, os.PathLike)): raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
     root = Path(root).expanduser()
+    if root.is_file():
+        raise ValueError(f"{root} is a file, not a folder: pass the folder that holds {WIKITEXT_FILES[split]} "
+                         "(wikitext-103-raw/ or its parent)")
     for folder in (root, root / "wikitext-103-raw"):
-        if (folder / WIKITEXT_FILES[split]).is_file(): return folder / WIKITEXT_FILES[split]
+        path = folder / WIKITEXT_FILES[split]
+        if path.is_file(): return path
+        if path.exists(): raise ValueError(f"{path} is a folder (or another non-file), not the {split} split's text file; "
+                                           f"remove it and unzip {WIKITEXT_URL} there")
     raise FileNotFoundError(
         f"WikiText-103 {split} split not found: looked for {root / WIKITEXT_FILES[split]} and "
         f"{root / 'wikitext-103-raw' / WIKITEXT_FILES[split]}. Download {WIKITEXT_URL}, unzip it into {root}, "
@@ -53,8 +66,12 @@ def wikitext103_path(root: str | Path, split: str = "train") -> Path:
 
 def load_wikitext103(root: str | Path, split: str = "train", max_chars: int | None = None) -> str:
     "The text of a WikiText-103 (raw) split, checked to be UTF-8 in the raw files' format; at most `max_chars` characters."
+    if max_chars is not None: positive_int("max_chars", max_chars, minimum=0)
     path = wikitext103_path(root, split)
-    data = path.read_bytes()
+    try: data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path} is there but cannot be read ({type(e).__name__}: {e.strerror or e}); check the file's "
+                         "permissions and owner (e.g. chmod u+r), it is not a damaged download") from None
     try: text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); the raw WikiText-103 files are "
@@ -78,14 +95,20 @@ def encode_splits(text: str, valid_fraction: float = 0.1, tokenizer: ByteTokeniz
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction!r}")
     ids = (tokenizer or ByteTokenizer()).encode(text).to(torch.uint8)     # one byte each: 465 kB, not 3.7 MB
     cut = int(len(ids) * (1 - valid_fraction))
+    if not 0 < cut < len(ids):
+        raise ValueError(f"valid_fraction={valid_fraction} of {len(ids)} bytes leaves an empty training or validation "
+                         "split; use more text")
     return ids[:cut], ids[cut:]
 
 def lm_batch(data: Tensor, batch_size: int, context: int, generator: torch.Generator | None = None,
              device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
     "`batch_size` random windows of `data`: inputs (B, context) and next-byte targets (B, context), both `torch.long`."
-    if not torch.is_tensor(data) or data.dim() != 1 or data.is_floating_point():
-        raise ValueError(f"data must be a 1-D integer tensor of token ids, got {getattr(data, 'shape', type(data).__name__)}")
+    if not torch.is_tensor(data) or data.dim() != 1 or data.is_floating_point() or data.is_complex() or data.dtype == torch.bool:
+        got = f"{tuple(data.shape)} {data.dtype}" if torch.is_tensor(data) else type(data).__name__
+        raise ValueError(f"data must be a 1-D integer tensor of token ids, got {got}")
     for name, v in (("batch_size", batch_size), ("context", context)): positive_int(name, v)
+    try: torch.device(device)
+    except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     if len(data) < context + 1:
         raise ValueError(f"data has {len(data)} tokens, fewer than context + 1 = {context + 1}; use a shorter context or more text")
     starts = torch.randint(0, len(data) - context, (batch_size,), generator=generator)

@@ -8,7 +8,6 @@ import math
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 import triton
 import triton.language as tl
@@ -16,7 +15,7 @@ import triton.language as tl
 from .checks import positive_int
 from .factorised import pair_counts
 from .norms import centre, normalised_bound
-from .relation import RelationSpec
+from .relation import RelationSpec, common_scale, differentiable_backward
 
 # %% auto #0
 __all__ = ['LOG2E', 'BLOCK_ROWS', 'BLOCK_FEATURES', 'TritonRelation', 'triton_relation']
@@ -41,8 +40,11 @@ def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i
         dot += tl.dot(qk, tl.trans(pk), input_precision="ieee")
     sqq = tl.load(SQQ + sq_base_q + offs_j, mask=ok_j, other=0.0)
     sqp = tl.load(SQP + sq_base_p + offs_i, mask=ok_i, other=0.0)
-    sigma = tl.sqrt(tl.maximum(sqq[:, None] + sqp[None, :] + 2.0 * inv_H * dot, 0.0))
-    return sigma, 1.0 / tl.maximum(sigma + eps, 1e-30)          # padding rows (all zeros) get a finite r
+    var = sqq[:, None] + sqp[None, :] + 2.0 * inv_H * dot
+    ok = var > 7.62939453125e-06 * (sqq[:, None] + sqp[None, :])      # 64 float32 ulps: below, cancellation noise
+    sigma = tl.where(ok, tl.sqrt(tl.maximum(var, 0.0)), 0.0)
+    r = tl.where(sigma + eps > 0, 1.0 / tl.maximum(sigma + eps, 1e-30), 0.0)   # zero spread (and padding): n = 0
+    return sigma, r
 
 @triton.jit
 def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T, H, inv_H, eps, shift2,
@@ -141,8 +143,9 @@ class TritonRelation(torch.autograd.Function):
     "Exact relation from centred (layer) or raw (rms) sides, fused forward and backward kernels."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, bound: float, block_rows: int, block_features: int) -> Tensor:
-        causal, eps, stable = spec.causal, spec.eps, spec.stable
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, bound: float, block_rows: int, block_features: int,
+                eps: float) -> Tensor:
+        causal, stable = spec.causal, spec.stable
         B, T, H = q.shape
         q, p = q.contiguous(), p.contiguous()
         sq_q, sq_p = q.float().pow(2).mean(-1).contiguous(), p.float().pow(2).mean(-1).contiguous()   # (B, T)
@@ -153,14 +156,15 @@ class TritonRelation(torch.autograd.Function):
         if stable: factor = 1.0 / acc.amax(-1)                                       # y_j / max_k y_jk
         else: factor = math.exp(bound) / pair_counts(T, causal, q.device, torch.float32)[None, :].expand(B, T)
         ctx.save_for_backward(q, p, sq_q, sq_p, factor)
-        ctx.spec, ctx.bound, ctx.blocks = spec, bound, (block_rows, block_features)
+        ctx.spec, ctx.bound, ctx.blocks, ctx.eps = spec, bound, (block_rows, block_features), eps
         return (acc * factor[..., None]).to(q.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y: Tensor):
         q, p, sq_q, sq_p, factor = ctx.saved_tensors
-        causal, eps, bound, (block_rows, block_features) = ctx.spec.causal, ctx.spec.eps, ctx.bound, ctx.blocks
+        causal, eps, bound, (block_rows, block_features) = ctx.spec.causal, ctx.eps, ctx.bound, ctx.blocks
+        if torch.is_grad_enabled():                     # create_graph=True: a differentiable backward (materialised pairs)
+            return (*differentiable_backward(q, p, grad_y, ctx.spec, eps), None, None, None, None, None)
         B, T, H = q.shape
         g = (grad_y.float() * factor[..., None]).contiguous()                         # factor folded into g'
         dq = torch.zeros(B, T, H, dtype=torch.float32, device=q.device)
@@ -168,7 +172,7 @@ class TritonRelation(torch.autograd.Function):
         grid = (triton.cdiv(T, block_rows), B)
         _relation_bwd_kernel[grid](q, p, g, sq_q, sq_p, dq, dp, T, H, 1.0 / H, eps, bound * LOG2E,
                                    CAUSAL=causal, BJ=block_rows, BK=block_features)
-        return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None
+        return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None, None
 
 def triton_relation(q: Tensor, p: Tensor, spec: RelationSpec = RelationSpec(), block_rows: int = BLOCK_ROWS,
                     block_features: int = BLOCK_FEATURES) -> Tensor:
@@ -181,4 +185,6 @@ def triton_relation(q: Tensor, p: Tensor, spec: RelationSpec = RelationSpec(), b
         if positive_int(name, size) < 16 or size & (size - 1):
             raise ValueError(f"block_rows and block_features must be powers of two >= 16 (tl.dot), got {name}={size}")
     bound = normalised_bound(q.shape[-1], spec.norm)
-    return TritonRelation.apply(centre(q, spec.norm), centre(p, spec.norm), spec, bound, block_rows, block_features)
+    c = common_scale(q, p).item()                   # exact power-of-two rescaling: no overflow in the pair statistics
+    return TritonRelation.apply(centre(q * c, spec.norm), centre(p * c, spec.norm), spec, bound, block_rows, block_features,
+                                spec.eps * c)

@@ -148,6 +148,7 @@ main = task_command("causal-rn-vision", "Train a patch classifier (Appendix C of
 @torch.no_grad()
 def cls_pair_preactivations(model: Model, patches: Tensor, layer: int) -> Tensor:
     "(B, T+1, d_h) pre-activations of the pairs (memory i, output <CLS>) in block `layer`: patches i < T, then <CLS> itself."
+    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     cfg = model.cfg
     if KINDS[cfg.kind].block != "relation":
         raise ValueError(f"a {cfg.kind} has no relation blocks; heat maps need one of {[k for k, v in KINDS.items() if v.block == 'relation']}")
@@ -178,7 +179,15 @@ def cls_relation_map(model: Model, patches: Tensor, layer: int) -> Tensor:
 # %% ../nbs/19_vision.ipynb #11906016
 def heatmaps(model: Model, data: ImageData, images: Tensor, layers: list[int] | None = None) -> Tensor:
     "(n_layers, N, H/patch, W/patch) `cls_relation_map` of stored images (N, H, W, C) at `layers` (default: every block)."
-    layers = list(range(len(model.blocks))) if layers is None else layers
+    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
+    if not isinstance(data, ImageData): raise TypeError(f"data must be an ImageData (digits_data, cifar5m_data), got {type(data).__name__}")
+    if not torch.is_tensor(images) or images.dim() != 4 or tuple(images.shape[1:]) != data.image_shape or len(images) == 0:
+        got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"images must be a non-empty batch of stored images (N, {', '.join(map(str, data.image_shape))}) "
+                         f"like data's, got {got}")
+    if layers is None: layers = list(range(len(model.blocks)))
+    if not isinstance(layers, (list, tuple, range)) or not len(layers):
+        raise ValueError(f"layers must be None (every block) or a non-empty list of block indices, got {layers!r}")
     H, W, _ = images.shape[1:]
     x = data.prepare(images).to(next(model.parameters()).device)
     return torch.stack([cls_relation_map(model, x, l).reshape(len(images), H // data.patch, W // data.patch).cpu()

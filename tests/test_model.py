@@ -100,3 +100,58 @@ def test_each_kind_is_built_as_its_row_says(kind):
 def test_config_fields_are_checked(field, value, message):
     with pytest.raises((ValueError, TypeError), match=message):
         ModelConfig(**{field: value}).resolved()
+
+
+@pytest.mark.parametrize("kw,where", [
+    (dict(kind="transformer", d_model=1, d_hidden=4), "ModelConfig.d_model is 1"),
+    (dict(kind="linear_transformer", d_model=1, d_hidden=4), "ModelConfig.d_model is 1"),
+    (dict(kind="causal_rn", d_model=1), "ModelConfig.d_model is 1"),
+    (dict(kind="linear_causal_rn", d_model=1, eps=1e-5), "ModelConfig.d_model is 1"),       # eps > 0: always 0, not NaN
+    (dict(kind="causal_rn", d_model=8, n_heads=8, stable=False), "d_hidden / n_heads"),
+    (dict(kind="bi_rn", d_model=8, d_hidden=1, prenorm="none"), "ModelConfig.d_hidden"),
+])
+def test_layer_norm_over_one_feature_is_refused(kw, where):
+    "LayerNorm over one feature is 0 (NaN when eps=0): refused with norm='layer', built with norm='rms'."
+    with pytest.raises(ValueError, match="LayerNorm over one feature is always 0") as e: ModelConfig(**kw).resolved()
+    assert where in str(e.value) and "norm='rms'" in str(e.value)
+    model = build_model(ModelConfig(**kw, norm="rms", vocab_size=7, context=8, n_blocks=1))
+    assert model(torch.tensor([[1, 2, 3]])).isfinite().all()
+
+
+def test_token_ids_of_any_integer_dtype():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=13, context=24, d_model=16, n_blocks=1))
+    ids = torch.tensor([[0, 5, 12, 3]])
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+        assert torch.equal(model(ids.to(dtype)), model(ids)), dtype
+    out = model.generate(ids.to(torch.uint8), 3)
+    assert out.dtype == torch.long and torch.equal(out, model.generate(ids, 3))
+    for dtype in (torch.bool, torch.float32):
+        with pytest.raises(TypeError, match="integer tensor"): model(ids.to(dtype))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 12\]"): model(torch.tensor([[3, 250]], dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("temperature", [1e-45, 1e-30, 1e-320])
+def test_tiny_temperatures_sample_the_argmax_set(temperature):
+    from causal_rn.model import pick_next_token
+    logits = torch.tensor([[2.0, 7.5, -1.0, 7.5, 7.5 - 1e-5]])                 # tokens 1 and 3 tie for the largest
+    picks = {pick_next_token(logits, temperature, generator=torch.Generator().manual_seed(s)).item() for s in range(60)}
+    assert picks == {1, 3}                                                      # uniform over the tie: the greedy limit
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=13, context=24, d_model=16, n_blocks=1))
+    prompt = torch.randint(0, 13, (2, 3))
+    assert torch.equal(model.generate(prompt, 5, temperature=temperature, generator=torch.Generator().manual_seed(1)),
+                       model.generate(prompt, 5))
+    for bad in (float("inf"), float("nan"), -1e-45):
+        with pytest.raises(ValueError, match="temperature"): model.generate(prompt, 2, temperature=bad)
+
+
+def test_start_and_caches_are_checked_first():
+    model = build_model(ModelConfig(vocab_size=13, context=24, d_model=16, n_blocks=2))
+    x = torch.tensor([[1, 2]])
+    for start in (-2, 1.5, True):
+        with pytest.raises(ValueError, match="start must be an int >= 0"): model(x, start=start)
+    with pytest.raises(ValueError, match="longer than the context of 24"): model(x, start=23)
+    with pytest.raises(ValueError, match="one dict per block"): model(x, caches=[{}, 1])
+    with pytest.raises(TypeError, match="cfg must be a ModelConfig"): build_model(dict(kind="causal_rn"))
+    with pytest.raises(TypeError, match="embeddings must be True or False"): count_params(model, embeddings="no")

@@ -49,6 +49,29 @@ def test_wikitext_loader(tmp_path):
     with pytest.raises(ValueError, match="not UTF-8"): load_wikitext103(tmp_path, "test")
     (folder / "wiki.test.raw").write_text("plain text with no titles\n")
     with pytest.raises(ValueError, match="does not look like WikiText-103"): load_wikitext103(tmp_path, "test")
+    (folder / "wiki.test.raw").write_text(" \n\n \n")
+    with pytest.raises(ValueError, match="is empty"): load_wikitext103(tmp_path, "test")
+    with pytest.raises(ValueError, match="split must be one of"): load_wikitext103(tmp_path, "dev")
+
+
+@pytest.mark.parametrize("max_chars", [-5, -1, 2.5, True, "10"])
+def test_wikitext_max_chars_is_none_or_an_int_from_0(tmp_path, max_chars):
+    (tmp_path / "wiki.train.raw").write_text(WIKI, encoding="utf-8")
+    with pytest.raises(ValueError, match="max_chars must be an int >= 0"): load_wikitext103(tmp_path, max_chars=max_chars)
+    assert load_wikitext103(tmp_path, max_chars=0) == "" and load_wikitext103(tmp_path, max_chars=None) == WIKI
+
+
+def test_wikitext_names_files_and_folders_for_what_they_are(tmp_path, monkeypatch):
+    (tmp_path / "wiki.train.raw").write_text(WIKI, encoding="utf-8")
+    with pytest.raises(ValueError, match="is a file, not a folder"): load_wikitext103(tmp_path / "wiki.train.raw")
+    (tmp_path / "wiki.valid.raw").mkdir()
+    with pytest.raises(ValueError, match="wiki.valid.raw is a folder"): load_wikitext103(tmp_path, "valid")
+    with pytest.raises(TypeError, match="root must be a folder path"): load_wikitext103(None)
+    import pathlib
+    def unreadable(self): raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(pathlib.Path, "read_bytes", unreadable)                    # tests may run as root: simulated
+    with pytest.raises(ValueError, match=r"cannot be read \(PermissionError: Permission denied\).*permissions"):
+        load_wikitext103(tmp_path, "train")
 
 
 def test_windows_and_splits():
@@ -57,6 +80,10 @@ def test_windows_and_splits():
     x, y = lm_batch(train, 3, 64, torch.Generator().manual_seed(1))
     assert x.shape == y.shape == (3, 64) and torch.equal(x[:, 1:], y[:, :-1])
     with pytest.raises(ValueError, match="context \\+ 1"): lm_batch(train[:5], 1, 8)
+    with pytest.raises(ValueError, match="1-D integer"): lm_batch(train.bool(), 1, 8)
+    with pytest.raises(ValueError, match="leaves an empty training or validation split"): encode_splits("a")
+    assert ByteTokenizer().decode([]) == "" and ByteTokenizer().decode(train[:5].to(torch.int16)) == ByteTokenizer().decode(train[:5])
+    with pytest.raises(TypeError, match="integers"): ByteTokenizer().decode(torch.ones(2, dtype=torch.bool))
 
 
 def test_language_model_run_resume_and_sampling(tmp_path):

@@ -184,3 +184,83 @@ def test_heat_maps_refuse_attention_models_and_grid_shape():
     maps = heatmaps(birn, data, data.test_images[:3])
     assert maps.shape == (2, 3, 4, 4)
     torch.testing.assert_close(maps.sum((2, 3)), torch.ones(2, 3))
+
+
+def _npy(shape, dtype="|u1", data=b""):
+    "A .npy file written by hand: a version 1.0 header for `shape` and `dtype`, then `data`, whatever its length."
+    import io
+    buf = io.BytesIO(); np.lib.format.write_array_header_1_0(buf, dict(descr=dtype, fortran_order=False, shape=shape))
+    return buf.getvalue() + data
+
+
+def _write_zip(folder, members, part=0):
+    import zipfile
+    with zipfile.ZipFile(folder / f"cifar5m_part{part}.npz", "w") as z:
+        for name, data in members.items(): z.writestr(name, data)
+
+
+def test_cifar5m_reads_headers_before_arrays(tmp_path):
+    "A header that claims 10^12 images is refused for not fitting the file, not answered with a MemoryError."
+    y = _npy((4,), "<i2", GOOD_Y.astype("<i2").tobytes())
+    _write_zip(tmp_path, {"X.npy": _npy((10**12, 32, 32, 3), data=b"\0" * 100), "Y.npy": y})
+    with pytest.raises(ValueError, match=r"claims shape \(1000000000000, 32, 32, 3\).*holds 100 bytes of it.*download it again"):
+        load_cifar5m(tmp_path, [0])
+    _write_zip(tmp_path, {"X.npy": _npy((4, 32, 32, 3), data=GOOD_X.tobytes()), "Y.npy": y})     # the same, right
+    assert np.array_equal(load_cifar5m(tmp_path, [0])[0].numpy(), GOOD_X)
+
+
+@pytest.mark.parametrize("members,message", [
+    ({"X": "pickle", "Y": "pickle"}, "member 'X' that is not a NumPy .npy array"),
+    ({"X.npy": "good", "labels.pkl": "pickle"}, "member 'labels.pkl' that is not a NumPy .npy array"),
+    ({"X.npy": "pickle", "Y.npy": "good"}, "cannot be read as an .npz archive"),
+    ({"X.npy": "good", "Y.npy": "object"}, "Y.npy holds Python objects"),
+])
+def test_cifar5m_refuses_members_that_are_not_arrays(tmp_path, members, message):
+    import pickle
+    content = {"pickle": pickle.dumps(GOOD_X), "good": _npy((4, 32, 32, 3), data=GOOD_X.tobytes()),
+               "object": _npy((4,), "|O", pickle.dumps(list(GOOD_Y)))}
+    _write_zip(tmp_path, {name: content[kind] for name, kind in members.items()})
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")): load_cifar5m(tmp_path, [0])
+
+
+def test_cifar5m_names_what_is_really_wrong(tmp_path, monkeypatch):
+    write_part(tmp_path, 0, X=GOOD_X[:0], Y=GOOD_Y[:0])                                   # an empty part: no NaN mean later
+    with pytest.raises(ValueError, match=r"holds no images \(X has shape \(0, 32, 32, 3\)\)"): load_cifar5m(tmp_path, [0])
+    (tmp_path / "cifar5m_part1.npz").mkdir()                                              # a folder where a part should be
+    with pytest.raises(ValueError, match="cifar5m_part1.npz: is a folder, not a file"): load_cifar5m(tmp_path, [1])
+    write_part(tmp_path, 0, X=GOOD_X, Y=GOOD_Y)
+    import pathlib
+    monkeypatch.setattr(pathlib.Path, "open", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(ValueError, match=r"is there but cannot be read \(PermissionError: Permission denied\).*permissions"):
+        load_cifar5m(tmp_path, [0])                                                       # not "a truncated download"
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="is a file, not a folder"): load_cifar5m(tmp_path / "cifar5m_part0.npz", [0])
+    with pytest.raises(ValueError, match="more than once"): load_cifar5m(tmp_path, [0, 0])
+    with pytest.raises(ValueError, match="n_classes must be a positive int"):
+        from causal_rn.vision import load_cifar5m_part
+        load_cifar5m_part(tmp_path / "cifar5m_part0.npz", n_classes=0)
+
+
+def test_image_arguments_are_checked():
+    from causal_rn.vision import channel_stats, digits_data, standardise
+    with pytest.raises(ValueError, match="patch must be a positive int, got 0"): patchify(torch.zeros(1, 4, 4, 1), 0)
+    with pytest.raises(ValueError, match="patch must be a positive int, got -2"): patchify(torch.zeros(1, 4, 4, 1), -2)
+    with pytest.raises(ValueError, match="patch size 8 is larger than the 4x4 images"): patchify(torch.zeros(1, 4, 4, 1), 8)
+    with pytest.raises(ValueError, match="at least 1"): patchify(torch.zeros(1, 4, 0, 1))
+    with pytest.raises(ValueError, match="non-empty batch"): channel_stats(torch.zeros(0, 4, 4, 3))
+    with pytest.raises(ValueError, match="std > 0"): standardise(torch.ones(1, 2, 2, 1), torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match="does not tile the 8x8 images"): digits_data(patch=3)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"): next(minibatches(torch.zeros(3), torch.zeros(3), 1, None))
+    with pytest.raises(ValueError, match="at least one example"): next(minibatches(torch.zeros(0), torch.zeros(0), 1, torch.Generator()))
+
+
+def test_heat_maps_check_their_input():
+    data = tiny_data()
+    birn = build_model(vision_run_config("linear_bi_rn", data, model=dict(d_model=8, n_blocks=2))[0])
+    for images in (data.test_images[0], data.test_images[:0], torch.rand(2, 6, 6, 1), torch.rand(2, 8, 8, 3)):
+        with pytest.raises(ValueError, match=r"stored images \(N, 8, 8, 1\)"): heatmaps(birn, data, images)
+    for layers in ([], 2):
+        with pytest.raises(ValueError, match="non-empty list of block indices"): heatmaps(birn, data, data.test_images[:2], layers)
+    with pytest.raises(IndexError, match="block index from -2 to 1, got 2"): heatmaps(birn, data, data.test_images[:2], [2])
+    with pytest.raises(TypeError, match="data must be an ImageData"): heatmaps(birn, None, data.test_images[:2])
+    with pytest.raises(TypeError, match="model must be a Model"): cls_relation_map(None, torch.zeros(1, 16, 4), 0)

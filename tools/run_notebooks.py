@@ -26,15 +26,21 @@ def run(path: Path, run_flags: set[str]) -> float:
     nb = read_nb(path)
     shell, t0 = CaptureShell(), time.perf_counter()
 
+    current = {}
     def skip(cell):
         if cell.cell_type != "code": return True
         if "#| eval: false" in cell.source or flags_of(cell.source) - run_flags: return True
         cell.outputs = []                                   # a cell that prints nothing now must not keep old output
+        current["cell"] = cell
         return False
 
     cwd = os.getcwd()
     os.chdir(path.parent)
     try: shell.run_all(nb, exc_stop=True, preproc=skip)
+    except BaseException:
+        cell = current.get("cell")
+        if cell is not None: print(f"{path.name}: the cell {cell.get('id')} failed:\n{cell.source[:600]}", file=sys.stderr)
+        raise
     finally: os.chdir(cwd)
     write_nb(nb, path)
     return time.perf_counter() - t0
