@@ -18,10 +18,10 @@ __all__ = ['NORMS', 'PRENORMS', 'CANCELLATION', 'flat', 'power_of_two_scale', 'l
 
 # %% ../nbs/04_normalisation.ipynb #c593bb45
 def flat(x: Tensor) -> Tensor:
-    "(..., 1): True where `x` is constant over its last dim up to rounding (its range within 8 units in the last place of its size)."
+    "(..., 1): True where `x` is finite and constant over its last dim up to rounding (its range within 8 units in the last place of its size)."
     with torch.no_grad():
         hi, lo = x.amax(-1, keepdim=True), x.amin(-1, keepdim=True)
-        return (hi - lo) <= 8 * torch.finfo(x.dtype).eps * torch.maximum(hi.abs(), lo.abs())
+        return ((hi - lo) <= 8 * torch.finfo(x.dtype).eps * torch.maximum(hi.abs(), lo.abs())) & hi.isfinite() & lo.isfinite()
 
 def power_of_two_scale(m: Tensor) -> Tensor:
     "2**-floor(log2 m): a factor that brings m into [1, 2) exactly (1 where m is 0 or not finite); it never carries gradient."

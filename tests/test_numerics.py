@@ -154,3 +154,13 @@ def test_sharing_tiles_among_threads_changes_no_bit(shape, monkeypatch):
 def test_the_load_detector_answers():
     import causal_rn.relation as R
     assert isinstance(R.others_busy(every=0.0), bool)
+
+
+def test_non_finite_values_are_never_hidden_as_zero_spread():
+    "A row with inf or NaN is not 'constant up to rounding': normalising it must not turn the overflow into zeros."
+    from causal_rn.norms import centre, flat, layer_norm, rms_norm
+    for bad in (float("inf"), -float("inf"), float("nan")):
+        row = torch.tensor([[1.0, 2.0, bad]])
+        assert not flat(row).any()
+        for f in (layer_norm, rms_norm, centre): assert not f(row).isfinite().all(), (f.__name__, bad)
+    assert not layer_norm(torch.full((1, 4), float("inf"))).isfinite().all()
