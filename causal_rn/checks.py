@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 # %% auto #0
-__all__ = ['positive_int', 'one_of', 'real_bool', 'finite_float', 'NonFiniteError']
+__all__ = ['positive_int', 'one_of', 'real_bool', 'finite_float', 'NonFiniteError', 'check_exercise']
 
 # %% ../nbs/00_checks.ipynb #c0a1e006
 def positive_int(name: str, value, minimum: int = 1) -> int:
@@ -41,3 +41,42 @@ def finite_float(name: str, value, minimum: float | None = None, maximum: float 
 # %% ../nbs/00_checks.ipynb #c0a1e010
 class NonFiniteError(ValueError):
     "A NaN or inf where finite numbers are needed."
+
+# %% ../nbs/00_checks.ipynb #c0a1e013
+def _describe(x) -> str:
+    "A short description of a value for a verdict: shape and dtype for tensors and arrays."
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    return f"{type(x).__name__} of shape {tuple(shape)} ({dtype})" if shape is not None else repr(x)[:80]
+
+def _difference(got, want, rtol: float, atol: float) -> str | None:
+    "None if `got` matches `want` (numbers, tensors, arrays, tuples of them); else what differs."
+    import numpy as np
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            return f"expected {len(want)} results, got {_describe(got)}"
+        for k, (g, w) in enumerate(zip(got, want)):
+            if (d := _difference(g, w, rtol, atol)) is not None: return f"result {k}: {d}"
+        return None
+    if hasattr(got, "detach"): got = got.detach().cpu().numpy()
+    if hasattr(want, "detach"): want = want.detach().cpu().numpy()
+    try: g, w = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    except (TypeError, ValueError): return f"expected {_describe(want)}, got {_describe(got)}"
+    if g.shape != w.shape: return f"expected shape {w.shape}, got shape {g.shape}"
+    if np.array_equal(np.isnan(g), np.isnan(w)) and np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=True): return None
+    if not np.isfinite(g).all() and np.isfinite(w).all(): return "contains NaN or inf where the answer is finite"
+    err = np.abs(g - w); at = np.unravel_index(np.nanargmax(err), err.shape) if err.ndim else ()
+    where = f" at index {tuple(int(i) for i in at)}" if err.ndim else ""
+    return f"largest difference {float(err[at]):.3g}{where} (got {float(g[at]):.6g}, expected {float(w[at]):.6g})"
+
+def check_exercise(name: str, answer, reference, cases, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    "Compare `answer(*case)` with `reference(*case)` for each case; print a one-line verdict, return True if all agree."
+    for k, case in enumerate(cases):
+        args = case if isinstance(case, tuple) else (case,)
+        try: got = answer(*args)
+        except NotImplementedError:
+            print(f"{name}: not attempted yet (replace the `raise NotImplementedError` with your answer)"); return False
+        except Exception as e:
+            print(f"{name}: case {k} raised {type(e).__name__}: {e}"); return False
+        if (d := _difference(got, reference(*args), rtol, atol)) is not None:
+            print(f"{name}: not yet. Case {k}: {d}"); return False
+    print(f"{name}: correct on all {len(cases)} cases ✓"); return True
