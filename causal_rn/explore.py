@@ -16,8 +16,9 @@ from .factorised import get_activation
 from .relation import relation
 
 # %% auto #0
-__all__ = ['block_inputs', 'pair_preactivations', 'relation_maps', 'plot_relation_map', 'relation_map_explorer', 'stability_demo',
-           'plot_stability', 'stability_explorer']
+__all__ = ['WEIGHTS_FORMAT', 'block_inputs', 'pair_preactivations', 'relation_maps', 'save_weights', 'load_weights',
+           'plot_relation_map', 'relation_map_view', 'relation_map_explorer', 'stability_demo', 'plot_stability',
+           'stability_explorer']
 
 # %% ../nbs/20_explorers.ipynb #6da2217e
 def block_inputs(model: Model, x: Tensor) -> list[Tensor]:
@@ -55,33 +56,68 @@ def relation_maps(model: Model, x: Tensor) -> Tensor:
             maps.append(score.softmax(-1).to(h_in.dtype))
     return torch.stack(maps)
 
+# %% ../nbs/20_explorers.ipynb #e0a20001
+WEIGHTS_FORMAT = "causal_rn-weights-1"
+
+def save_weights(model: Model, path: str | Path, provenance: dict) -> Path:
+    "Write `model`'s configuration, float32 parameters and `provenance` (JSON-able) to a weights-only file at `path`."
+    import dataclasses, json
+    from causal_rn.runs import atomic_write
+    payload = dict(format=WEIGHTS_FORMAT, model_config=json.dumps(dataclasses.asdict(model.cfg)),
+                   provenance=json.dumps(provenance), state_dict={k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()})
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+def load_weights(path: str | Path) -> tuple[Model, dict]:
+    "The model stored by `save_weights` at `path` (in eval mode) and its provenance."
+    import json
+    from causal_rn.model import ModelConfig, build_model
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no weights file; it is part of the repository (git checkout {path}), "
+                                                   "or rebuild it with this notebook's REBUILD_WEIGHTS cell")
+    try: payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e: raise ValueError(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file (written by save_weights)")
+    model = build_model(ModelConfig(**json.loads(payload["model_config"])))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), json.loads(payload["provenance"])
+
 # %% ../nbs/20_explorers.ipynb #589c74b6
 def plot_relation_map(maps, tokens, layer: int, example: int = 0, row: int | None = None, ax=None):
     "Draw one layer's relation map (T x T) for one example; `row` highlights one output position."
     from causal_rn.copying import tokens_to_text
-    ax = ax or __import__("matplotlib.pyplot", fromlist=["subplots"]).subplots(figsize=(4.2, 4.2))[1]
+    ax = ax or __import__("matplotlib.pyplot", fromlist=["subplots"]).subplots(figsize=(5, 5))[1]
     m = maps[layer, example]
     ax.imshow(m, cmap="magma", vmin=0, vmax=float(m.max()))
     labels = list(tokens_to_text(torch.as_tensor(tokens[example])).replace("<BOS>", "^").replace("<SEP>", "|").replace("<EOS>", "$"))
     T = m.shape[-1]
-    ax.set_xticks(range(T), labels[:T], fontsize=6, family="monospace"); ax.set_yticks(range(T), labels[:T], fontsize=6, family="monospace")
+    ax.set_xticks(range(T), labels[:T], fontsize=8, family="monospace"); ax.set_yticks(range(T), labels[:T], fontsize=8, family="monospace")
     ax.set_xlabel("memory position i (input token)"); ax.set_ylabel("output position j (input token)")
-    ax.set_title(f"block {layer + 1}", fontsize=9)
+    ax.set_title(f"block {layer + 1}", fontsize=10)
     if row is not None: ax.axhline(row, color="cyan", lw=0.8)
     return ax
 
 # %% ../nbs/20_explorers.ipynb #b1dabe62
+def relation_map_view(maps, tokens, example: int = 0, layer: int | None = None, row: int | None = None):
+    "One layer's map with output position `row` highlighted, beside that row as a bar chart (defaults: last layer, last row)."
+    import matplotlib.pyplot as plt
+    n_layers, B, T, _ = maps.shape
+    layer = n_layers - 1 if layer is None else layer
+    row = T - 2 if row is None else row
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6))
+    plot_relation_map(maps, tokens, layer, example, row, ax=a)
+    b.bar(range(row + 1), maps[layer, example, row, :row + 1], color="C1")
+    b.set_xlabel("memory position i"); b.set_ylabel("share of the row"); b.set_title(f"output position {row}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
 def relation_map_explorer(maps, tokens):
     "An ipywidgets explorer over stored relation maps (n_layers, B, T, T) and their input tokens (B, T)."
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     n_layers, B, T, _ = maps.shape
     def show(example=0, layer=n_layers - 1, row=T - 2):
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
-        plot_relation_map(maps, tokens, layer, example, row, ax=a)
-        b.bar(range(row + 1), maps[layer, example, row, :row + 1], color="C1")
-        b.set_xlabel("memory position i"); b.set_ylabel("share of the row"); b.set_title(f"output position {row}", fontsize=9)
-        fig.tight_layout(); plt.show()
+        relation_map_view(maps, tokens, example, layer, row); plt.show()
     return widgets.interact(show, example=widgets.IntSlider(0, 0, B - 1), layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1),
                             row=widgets.IntSlider(T - 2, 0, T - 1))
 
@@ -105,7 +141,7 @@ def stability_demo(length: int = 256, scale: float = 20.0, d: int = 16, seed: in
 def plot_stability(res: dict, feature: int = 0, ax=None):
     "One feature of the post-normed outputs along the sequence: float64 reference, float32 plain and stable."
     import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(7, 3.2))[1]
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
     t = range(1, res["length"] + 1)
     ax.plot(t, res["reference"][:, feature], color="black", lw=2.5, label="float64 reference")
     ax.plot(t, res["stable"][:, feature], color="C2", lw=1, label=f"float32 stable (max error {res['stable_max_error']:.1e})")
@@ -114,7 +150,7 @@ def plot_stability(res: dict, feature: int = 0, ax=None):
             label=f"float32 plain: {res['plain_nonfinite_rows']} of {res['length']} rows inf/nan")
     if bad.any(): ax.plot([i + 1 for i in torch.nonzero(bad)[:, 0].tolist()], [0] * int(bad.sum()), "x", color="C3", ms=3)
     ax.set_xlabel("position j"); ax.set_ylabel(f"post-normed output, feature {feature}")
-    ax.set_title(f"Linear exp relation, prenorm none, scale {res['scale']}, CPU", fontsize=9); ax.legend(fontsize=7)
+    ax.set_title(f"Linear exp relation, prenorm none, scale {res['scale']}, CPU", fontsize=10); ax.legend(fontsize=9)
     return ax
 
 def stability_explorer():

@@ -1,8 +1,9 @@
 "README.md is checked against index.ipynb (the docs' home page), the sidebar and the package's commands."
-import configparser, re, subprocess
+import configparser, re, subprocess, sys
 from pathlib import Path
 
 import nbformat
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,4 +47,36 @@ def test_fresh_machine_commands():
     assert len(commands) == 2, "README must give two fresh-machine commands (main job, tests)"
     assert commands[0].endswith("causal-rn-copy --stop_accuracy 0.99 --out runs/copy-main")
     assert commands[1].endswith("pytest -q tests")
-    assert all("pip install torch==2.13.0" in c and 'pip install -e ".[dev]"' in c for c in commands)
+    assert all("pip install torch==2.13.0" in c for c in commands)
+    assert "pip install -e . &&" in commands[0] and "[dev]" not in commands[0], "the main job installs the library alone"
+    assert 'pip install -e ".[dev]"' in commands[1], "the tests need the dev tools"
+    assert "--index-url https://download.pytorch.org/whl/cpu" in README, "say how to get the CPU build elsewhere"
+    assert "--allow-root" in README, "say how to start JupyterLab as root"
+
+
+def requirement_names(key: str) -> set[str]:
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
+    return {re.split(r"[<>=!~;\[ ]", r)[0].lower() for r in cfg["DEFAULT"][key].split()}
+
+
+def test_install_only_list_is_settings_requirements():
+    listed = re.search(r"needs only ([\w, ]+) at run time", README).group(1)
+    names = {n.strip().lower() for n in re.split(r",|\band\b", listed) if n.strip()}
+    assert names == requirement_names("requirements"), "README's run-time list differs from settings.ini's requirements"
+    main_job = re.search(r"It installs the\s+library alone \(([^:]+):", README).group(1)
+    assert {n.strip().lower() for n in main_job.split(",")} == requirement_names("requirements")
+
+
+PYTHON_SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+
+
+def test_readme_has_python_snippets():
+    assert len(PYTHON_SNIPPETS) >= 3
+
+
+@pytest.mark.parametrize("k", range(len(PYTHON_SNIPPETS)))
+def test_python_snippet_runs_on_its_own(k, tmp_path):
+    "Each snippet in a fresh interpreter, in an empty folder: no import or name borrowed from another snippet."
+    out = subprocess.run([sys.executable, "-c", PYTHON_SNIPPETS[k]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"README snippet {k} fails on its own:\n{PYTHON_SNIPPETS[k]}\n{out.stderr[-2000:]}"
+    if "count_params" in PYTHON_SNIPPETS[k]: assert "1.34M parameters" in out.stdout, out.stdout
