@@ -18,9 +18,9 @@ from .runs import check_new_file, machine, write_json
 
 # %% auto #0
 __all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'peak_memory_mb', 'reset_peak_memory', 'available', 'measure',
-           'measure_isolated', 'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'ratios',
-           'format_ratios', 'busy_process', 'contention_ratios', 'run_contention', 'write_results', 'default_out',
-           'main']
+           'measure_isolated', 'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'speed_words',
+           'megabytes', 'memory_words', 'ratios', 'format_ratios', 'busy_process', 'contention_ratios',
+           'run_contention', 'write_results', 'default_out', 'main']
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
 PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call)
@@ -201,6 +201,31 @@ def run_benchmark(quick: bool = False, repeats: int = 3, mem_limit_gb: float | N
     out["ratios"] = ratios(out)
     return out
 
+# %% ../nbs/06_relation_benchmark.ipynb #06b0f001
+def speed_words(ratio: float, than: str) -> str:
+    "A speed-up (the other's time / this one's) in words: '18.3x faster than X', '1.1x slower than X', 'as fast as X (within 5%)'."
+    if 1 / 1.05 < ratio < 1.05: return f"as fast as {than} (within 5%)"
+    return f"{ratio:.1f}x faster than {than}" if ratio > 1 else f"{1 / ratio:.1f}x slower than {than}"
+
+def megabytes(mb: float | None) -> str:
+    "An amount of memory in MB as text: '< 0.1 MB', '8.8 MB', '27 MB', '10.6 GB'."
+    if mb is None: return "not measured"
+    if mb < 0.1: return "< 0.1 MB"
+    if mb < 10: return f"{mb:.1f} MB"
+    return f"{mb:.0f} MB" if mb < 1024 else f"{mb / 1024:.1f} GB"
+
+def memory_words(mb: float | None, ref_mb: float | None) -> str:
+    "Extra memory against the reference's: '27 MB vs 10.6 GB (404x less)'; amounts under 1 MB are bounds, not ratios."
+    text = f"{megabytes(mb)} vs {megabytes(ref_mb)}"
+    if mb is None or ref_mb is None: return text
+    if max(mb, ref_mb) < 1: return text + " (both under 1 MB: too small to compare)"
+    if mb < 1: return text + f" (at least {ref_mb:.0f}x less)"
+    if ref_mb < 1: return text + f" (at least {mb:.0f}x more)"
+    ratio = ref_mb / mb
+    if 1 / 1.05 < ratio < 1.05: return text + " (about the same)"
+    if ratio > 1: return text + (f" ({ratio:.0f}x less)" if ratio >= 10 else f" ({ratio:.1f}x less)")
+    return text + f" ({1 / ratio:.1f}x more)"
+
 # %% ../nbs/06_relation_benchmark.ipynb #8be9bf81
 def _row(res: dict, case: str, passes: str, provider: str, T: int | None = None) -> dict:
     return next(r for r in res["rows"] if (r["case"], r["passes"], r["provider"]) == (case, passes, provider)
@@ -225,14 +250,17 @@ def ratios(res: dict) -> dict:
     return dict(sorted(out.items()))
 
 def format_ratios(res: dict) -> str:
-    "The ratios as text lines: x faster than materialised, x less extra memory, time relative to SDPA."
+    "The ratios as text lines, each read one way: faster or slower than materialised, extra memory against it, faster or slower than SDPA."
     lines = []
     for k, v in res["ratios"].items():
+        (case, passes), provider = k.split(": ")[0].split(" ", 1), k.split(": ")[1]
         parts = []
-        if v.get("time") is not None: parts.append(f"{v['time']:6.1f}x faster than materialised")
-        if v.get("memory") is not None: parts.append(f"{v['memory']:7.1f}x less extra memory")
-        if v.get("vs_sdpa") is not None: parts.append(f"{v['vs_sdpa']:6.1f}x the time of SDPA")
-        lines.append(f"{k:>42}: " + ", ".join(parts))
+        if v.get("time") is not None: parts.append(speed_words(v["time"], "materialised"))
+        if v.get("memory") is not None:
+            mems = [_row(res, case, passes, prov)["peak_extra_mb"] for prov in (provider, "materialised")]
+            parts.append("extra memory " + memory_words(*mems))
+        if v.get("vs_sdpa") is not None: parts.append(speed_words(1 / v["vs_sdpa"], "SDPA"))
+        lines.append(f"{k:>33}: " + ", ".join(parts))
     return "\n".join(lines)
 
 # %% ../nbs/06_relation_benchmark.ipynb #c0de0002

@@ -76,6 +76,7 @@ class RelationBlock(nn.Module):
         counts = torch.arange(start + 1, start + T + 1, device=q.device, dtype=q.dtype)
         return from_log(q + log_memory - counts.log()[:, None], self.spec.stable)
 
+# %% ../nbs/07_blocks.ipynb #07b1c001
 def _check_block(d_model: int, d_hidden: int, n_heads: int, width: int, width_name: str):
     "Sizes are positive ints, and the heads split `width` evenly."
     for name, value in (("d_model", d_model), ("d_hidden", d_hidden), ("n_heads", n_heads)): positive_int(name, value)

@@ -33,12 +33,7 @@ def copy_context(string_size: int) -> int:
 def copy_batch(batch_size: int, string_size: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     "Inputs `x` = [BOS, s, SEP, s] and targets `y` = [-1 x (L+1), s, EOS], each (batch_size, 2(L+1)) int64."
-    positive_int("batch_size", batch_size); L = positive_int("string_size", string_size)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
-    if device is not None:
-        try: torch.device(device)
-        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    L = _check_batch_args(batch_size, string_size, generator, device)
     s = torch.randint(FIRST_LETTER, VOCAB_SIZE, (batch_size, L), generator=generator)
     x = torch.empty(batch_size, 2 * L + 2, dtype=torch.int64)
     x[:, 0], x[:, 1:L + 1], x[:, L + 1], x[:, L + 2:] = BOS, s, SEP, s
@@ -46,6 +41,18 @@ def copy_batch(batch_size: int, string_size: int, generator: torch.Generator | N
     y[:, L + 1:-1], y[:, -1] = s, EOS
     return x.to(device), y.to(device)
 
+# %% ../nbs/12_copying.ipynb #12c0a002
+def _check_batch_args(batch_size, string_size, generator, device) -> int:
+    "The string length L, once `copy_batch`'s arguments are checked; an error naming the argument otherwise."
+    positive_int("batch_size", batch_size); L = positive_int("string_size", string_size)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+    if device is not None:
+        try: torch.device(device)
+        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    return L
+
+# %% ../nbs/12_copying.ipynb #12c0a003
 def tokens_to_text(ids: Tensor | list[int]) -> str:
     "One sequence of token ids (1-D) as text, e.g. '<BOS>abc<SEP>abc<EOS>'; -1 shows as '_'."
     if isinstance(ids, (list, tuple)): ids = torch.as_tensor(ids) if len(ids) else torch.zeros(0, dtype=torch.long)
@@ -62,6 +69,18 @@ def tokens_to_text(ids: Tensor | list[int]) -> str:
     names = {BOS: "<BOS>", SEP: "<SEP>", EOS: "<EOS>", IGNORE: "_"}
     return "".join(names.get(i, chr(ord("a") + i - FIRST_LETTER)) for i in ids)
 
+# %% ../nbs/12_copying.ipynb #12c0a004
+def copy_accuracy(pred: Tensor, y: Tensor) -> Tensor:
+    "(batch,) per-sample accuracy: fraction of copied letters right; 0 if <EOS> is missing at the end or appears early."
+    _check_copy_ids("pred", pred); _check_copy_ids("y", y)
+    if pred.shape != y.shape: raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    if pred.device != y.device: raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
+    L = y.shape[1] // 2 - 1
+    letters_pred, letters_true = pred[:, L + 1:-1], y[:, L + 1:-1]
+    acc = (letters_pred == letters_true).float().mean(-1)
+    bad_end = (pred[:, -1] != EOS) | (letters_pred == EOS).any(-1)
+    return acc.masked_fill(bad_end, 0.0)
+
 # %% ../nbs/12_copying.ipynb #ca1926ea
 def _check_copy_ids(name: str, x) -> Tensor:
     "`x` if it is a (batch >= 1, 2(L+1)) integer tensor of a copy task with L >= 1; else an error naming `name`."
@@ -74,17 +93,6 @@ def _check_copy_ids(name: str, x) -> Tensor:
         raise ValueError(f"{name} must have an even length 2(L+1) >= 4 (strings of L >= 1 letters), got length {x.shape[1]}")
     if x.shape[0] == 0: raise ValueError(f"{name} must hold at least one sequence, got shape {tuple(x.shape)}")
     return x
-
-def copy_accuracy(pred: Tensor, y: Tensor) -> Tensor:
-    "(batch,) per-sample accuracy: fraction of copied letters right; 0 if <EOS> is missing at the end or appears early."
-    _check_copy_ids("pred", pred); _check_copy_ids("y", y)
-    if pred.shape != y.shape: raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
-    if pred.device != y.device: raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
-    L = y.shape[1] // 2 - 1
-    letters_pred, letters_true = pred[:, L + 1:-1], y[:, L + 1:-1]
-    acc = (letters_pred == letters_true).float().mean(-1)
-    bad_end = (pred[:, -1] != EOS) | (letters_pred == EOS).any(-1)
-    return acc.masked_fill(bad_end, 0.0)
 
 # %% ../nbs/12_copying.ipynb #73ab997e
 @torch.no_grad()

@@ -45,6 +45,7 @@ def causal_mask(T: int, causal: bool = True, device=None, T_mem: int | None = No
     ones = torch.ones(T, T_mem, dtype=torch.bool, device=device)
     return ones.tril(T_mem - T) if causal else ones
 
+# %% ../nbs/02_factorised.ipynb #54418ad6
 def pair_counts(T: int, causal: bool = True, device=None, dtype=torch.float32, T_mem: int | None = None) -> Tensor:
     "(T,): |S_j| for the last T of T_mem positions (T_mem defaults to T): j+1 if causal, T_mem if not."
     T_mem = T if T_mem is None else T_mem
@@ -69,6 +70,7 @@ def pair_projections(x: Tensor, f: PairMLP) -> tuple[Tensor, Tensor]:
     "Output side `q = x @ W_right.T + b_in` and memory side `p = x @ W_left.T`, each (B, T, d_h)."
     return x @ f.W_right.T + f.b_in, x @ f.W_left.T
 
+# %% ../nbs/02_factorised.ipynb #27c59429
 def factorised_rn(x: Tensor, f: PairMLP, causal: bool = True) -> Tensor:
     "Eq. 4 (Eq. 6 when not `causal`): `b_out + W_out @ relation(q, p)` for x (B, T, d_e)."
     q, p = pair_projections(x, f)

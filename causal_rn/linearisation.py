@@ -27,10 +27,12 @@ def causal_log_memory(p: Tensor, log_memory: Tensor | None = None) -> Tensor:
     log_sums = p.logcumsumexp(1)
     return log_sums if log_memory is None else torch.logaddexp(log_sums, log_memory[:, None])
 
+# %% ../nbs/03_linearisation.ipynb #69a80d2e
 def from_log(log_y: Tensor, stable: bool) -> Tensor:
     "exp(log_y), or with `stable` each row divided by its maximum first (the max is treated as a constant)."
     return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach()) if stable else log_y.exp()
 
+# %% ../nbs/03_linearisation.ipynb #69a80d2f
 def linear_relation(q: Tensor, p: Tensor, causal: bool = True, stable: bool = False) -> Tensor:
     "Eq. 5 relation `mean_{i in S_j} exp(p_i + q_j)`; `stable=True` returns each row divided by its max (Appendix A)."
     if not stable: return linear_relation_plain(q, p, causal)

@@ -72,6 +72,7 @@ def _pair_average(x: Tensor, f: PairMLP, causal: bool) -> Tensor:
         outputs.append(sum(f(torch.cat([x[i], x[j]])) for i in members) / len(members))
     return torch.stack(outputs)
 
+# %% ../nbs/01_relation_networks.ipynb #2d46f0af
 def causal_rn_literal(x: Tensor, f: PairMLP) -> Tensor:
     "Eq. 3, literally: `y[j] = mean_{i <= j} f([x[i]; x[j]])` for x (T, d_e) or (B, T, d_e)."
     return _pair_average(x, f, causal=True)

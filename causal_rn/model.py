@@ -197,12 +197,14 @@ class Model(nn.Module):
         "Decode `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used); see `generate`."
         return generate(self, prompt, max_new_tokens, use_cache, return_logits, temperature, top_k, generator)
 
+# %% ../nbs/08_model.ipynb #08c1d002
 def _block(cfg: ModelConfig, spec: RelationSpec | None) -> nn.Module:
     kind = KINDS[cfg.kind]
     if kind.block == "relation":
         return RelationBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, spec, cfg.postnorm, cfg.impl, recurrent=kind.linear)
     return AttentionBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=kind.linear, norm=cfg.norm, eps=cfg.eps)
 
+# %% ../nbs/08_model.ipynb #08c1d004
 def _check_tokens(x, vocab_size: int, device: torch.device | None = None) -> Tensor:
     "`x` as torch.long, once it is a non-empty (B, T) tensor of integer ids in [0, vocab_size) (on `device`)."
     if not torch.is_tensor(x) or x.dim() != 2:
@@ -290,6 +292,7 @@ def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool 
     if not return_logits: return tokens
     return tokens, (torch.stack(all_logits, 1) if all_logits else logits[:, None][:, :0])
 
+# %% ../nbs/08_model.ipynb #08c1d005
 def _check_sampling(temperature, top_k, vocab_size: int, generator=None):
     finite_float("temperature", temperature, minimum=0)                     # 0: greedy; inf and nan refused
     if top_k is not None and positive_int("top_k", top_k) > vocab_size:
@@ -309,6 +312,7 @@ def pick_next_token(logits: Tensor, temperature: float = 0.0, top_k: int | None 
     _check_sampling(temperature, top_k, logits.shape[-1], generator)
     return _pick(logits, temperature, top_k, generator)
 
+# %% ../nbs/08_model.ipynb #08c1d007
 def _pick(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
     if temperature == 0 or top_k == 1: return logits.argmax(-1, keepdim=True)
     z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()

@@ -28,6 +28,7 @@ def power_of_two_scale(m: Tensor) -> Tensor:
     m = m.detach()
     return torch.where((m > 0) & torch.isfinite(m), torch.exp2(-torch.floor(torch.log2(m))), torch.ones_like(m))
 
+# %% ../nbs/04_normalisation.ipynb #c593bb46
 def layer_norm(x: Tensor, eps: float = 0.0) -> Tensor:
     "Parameter-free LayerNorm over the last dim: `(x - mean) / (std + eps)`, population std; 0 (and no gradient) for a constant vector."
     zero = flat(x)
@@ -35,6 +36,7 @@ def layer_norm(x: Tensor, eps: float = 0.0) -> Tensor:
     std, mean = torch.std_mean(torch.where(zero, filler, x), dim=-1, correction=0, keepdim=True)
     return torch.where(zero, 0.0, (x - mean) / (std + eps))
 
+# %% ../nbs/04_normalisation.ipynb #c593bb47
 def rms_norm(x: Tensor, eps: float = 0.0) -> Tensor:
     "Parameter-free RMSNorm over the last dim: `x / (sqrt(mean(x**2)) + eps)`; 0 (and no gradient) for a zero vector."
     s = power_of_two_scale(x.abs().amax(-1, keepdim=True))   # exact rescaling: x**2 cannot overflow or underflow
@@ -42,6 +44,7 @@ def rms_norm(x: Tensor, eps: float = 0.0) -> Tensor:
     xs = torch.where(zero, 1.0, x * s)                       # (a placeholder keeps sqrt's backward finite)
     return torch.where(zero, 0.0, xs / (xs.pow(2).mean(-1, keepdim=True).sqrt() + eps * s))
 
+# %% ../nbs/04_normalisation.ipynb #c593bb48
 NORMS: dict[str, Callable[..., Tensor]] = {"layer": layer_norm, "rms": rms_norm}
 
 def get_norm(norm: str) -> Callable[..., Tensor]:
@@ -60,13 +63,14 @@ def prenorm_join(prenorm: str = "exact", norm: str = "layer", eps: float = 0.0) 
     return lambda p, q: p + q                                       # "none"
 
 # %% ../nbs/04_normalisation.ipynb #b1966ec7
-CANCELLATION = 64        # a pair variance below this many units in the last place of (sq + sp) is cancellation noise
-
 def centre(x: Tensor, norm: str = "layer") -> Tensor:
     "What the pair statistics are computed from: `x - mean(x)` for LayerNorm (0 for a constant vector), `x` itself for RMSNorm."
     get_norm(norm)
     if norm != "layer": return x
     return torch.where(flat(x), 0.0, x - x.mean(-1, keepdim=True))
+
+# %% ../nbs/04_normalisation.ipynb #b1966ec8
+CANCELLATION = 64        # a pair variance below this many units in the last place of (sq + sp) is cancellation noise
 
 def pair_spread(q_c: Tensor, p_c: Tensor) -> Tensor:
     "(..., T_out, T_mem): root mean square of `q_c[j] + p_c[i]` over features, from per-token norms and one matmul."
@@ -84,6 +88,7 @@ def normalised_bound(H: int, norm: str = "layer") -> float:
     get_norm(norm)
     return math.sqrt(H - 1) if norm == "layer" else math.sqrt(H)
 
+# %% ../nbs/04_normalisation.ipynb #0b6822bd
 def max_safe_features(dtype: torch.dtype = torch.float32, norm: str = "layer") -> int:
     "Largest H for which exp of a normalised pre-activation stays finite in `dtype`."
     log_max = math.log(torch.finfo(dtype).max)

@@ -80,6 +80,7 @@ def _largest_tile(B: int, T: int, H: int, chunk: int | None) -> tuple[int, int, 
     rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1       # short sequences: several batch rows per tile
     return min(B, rows), s, s, H
 
+# %% ../nbs/05_relation.ipynb #05c1a002
 def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None, j_blocks=None):
     "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1 (only the output blocks `j_blocks`, if given)."
     rows, s, _, _ = _largest_tile(B, T, H, chunk)
@@ -88,6 +89,7 @@ def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None, j_blocks=Non
             for i0 in range(0, (j0 + 1) if causal else T, s):        # causal: blocks on or below the diagonal
                 yield slice(b0, min(B, b0 + rows)), j0, min(T, j0 + s), i0, min(T, i0 + s), causal and i0 == j0
 
+# %% ../nbs/05_relation.ipynb #05c1a007
 def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tensor | None = None):
     "Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H), written to `out` if given; r and sigma (b, C, Ti)."
     n = torch.add(qt[:, :, None, :], pt[:, None, :, :], out=out)
@@ -96,6 +98,7 @@ def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tenso
     r = torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0)                # zero spread: pre-activation 0
     return n.mul_(r[..., None]), r, sigma
 
+# %% ../nbs/05_relation.ipynb #05c1a008
 def _future(C: int, device) -> Tensor:
     "(C, C, 1) mask of a diagonal tile: True where memory i > output j."
     return torch.ones(C, C, dtype=torch.bool, device=device).triu(1)[:, :, None]
@@ -114,6 +117,7 @@ def _forward_tile(qt: Tensor, pt: Tensor, old_max: Tensor | None, act: str, norm
     new_max = torch.maximum(old_max, n.amax(dim=(2, 3))[..., None])                # online maximum per output row
     return n.sub_(new_max[:, :, None, :]).exp_().sum(2), new_max
 
+# %% ../nbs/05_relation.ipynb #05c1a012
 def _backward_tile(qt: Tensor, pt: Tensor, gt: Tensor, shift: Tensor | None, act: str, normalise: bool, eps: float,
                    diagonal: bool, work: tuple | None = None) -> tuple[Tensor, Tensor]:
     "This tile's contributions to dL/dq (b, C, H) and dL/dp (b, Ti, H); `gt` is dL/dy of its rows (divided by |S_j| unless exp)."
@@ -130,6 +134,7 @@ def _backward_tile(qt: Tensor, pt: Tensor, gt: Tensor, shift: Tensor | None, act
     return (delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt,
             delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt)
 
+# %% ../nbs/05_relation.ipynb #05c1a013
 def _workspace(q: Tensor, shape: tuple, count: int) -> list[Tensor]:
     "`count` flat buffers, each large enough for the largest tile."
     return [torch.empty(math.prod(shape), dtype=q.dtype, device=q.device) for _ in range(count)]
@@ -245,6 +250,7 @@ class ChunkedRelation(torch.autograd.Function):
         _run_parts(_backward_part, q, p, spec, eps, chunk, compiled, grad_y=grad_y, scale=scale, dq=dq, dp=dp)
         return dq, dp, None, None, None, None
 
+# %% ../nbs/05_relation.ipynb #05c1a022
 def _forward_part(q, p, spec, eps, chunk, compiled, j_blocks, acc, run_max):
     "Accumulate the forward tiles of these batch rows (and output blocks `j_blocks`) into `acc` (and `run_max`)."
     forward_tile, _ = _tile_functions(compiled)
@@ -260,6 +266,7 @@ def _forward_part(q, p, spec, eps, chunk, compiled, j_blocks, acc, run_max):
             run_max[bs, j0:j1] = new
         acc[bs, j0:j1] += tile_sum
 
+# %% ../nbs/05_relation.ipynb #05c1a024
 def _backward_part(q, p, spec, eps, chunk, compiled, j_blocks, grad_y, scale, dq, dp):
     "Accumulate the backward tiles of these batch rows (and output blocks `j_blocks`) into `dq` and `dp`."
     _, backward_tile = _tile_functions(compiled)
@@ -273,6 +280,7 @@ def _backward_part(q, p, spec, eps, chunk, compiled, j_blocks, grad_y, scale, dq
         dq[bs, j0:j1] += dq_t
         dp[bs, i0:i1] += dp_t
 
+# %% ../nbs/05_relation.ipynb #05c1a025
 def differentiable_backward(q: Tensor, p: Tensor, grad_y: Tensor, spec: RelationSpec, eps) -> tuple[Tensor, Tensor]:
     "dL/dq, dL/dp of the relation of prepared inputs (centred: exact; normalised: approx) as differentiable functions, for double backward."
     inner = dataclasses.replace(spec, prenorm="exact" if spec.prenorm == "exact" else "none")   # what the tiles compute
@@ -285,6 +293,7 @@ def common_scale(q: Tensor, p: Tensor) -> Tensor:
     "A power of two c (0-dim, no gradient) that brings max(|q|, |p|) into [1, 2): mu((p_i + q_j) c) = mu(p_i + q_j), with eps c."
     return power_of_two_scale(torch.maximum(q.detach().abs().amax(), p.detach().abs().amax()))
 
+# %% ../nbs/05_relation.ipynb #05c1a027
 def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
     "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
     eps = spec.eps

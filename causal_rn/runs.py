@@ -171,6 +171,7 @@ class RunLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
+# %% ../nbs/10_runs.ipynb #a10e0030
 def _holder(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -210,6 +211,7 @@ def _check_writable(folder: Path):
     try: probe.write_bytes(b""); probe.unlink()
     except OSError as e: raise ValueError(f"cannot write in the run directory {folder}: {e.strerror}") from None
 
+# %% ../nbs/10_runs.ipynb #a10e0031
 class RunDir:
     "A run's folder: `checkpoint.pt` (+ the previous one), `metrics.csv`, `summary.json`; locked while used in `with`."
     def __init__(self, path: str | Path):

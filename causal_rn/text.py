@@ -28,18 +28,23 @@ class ByteTokenizer:
 
     def decode(self, ids) -> str:
         "The text of byte ids (a 1-D tensor or a list of ints); invalid UTF-8 becomes U+FFFD."
-        if isinstance(ids, (str, bytes)):
-            raise TypeError(f"decode takes byte ids (a 1-D tensor or a list of ints), got {type(ids).__name__}"
-                            + ("; for bytes use b.decode('utf-8')" if isinstance(ids, bytes) else ""))
-        if isinstance(ids, (list, tuple)) and not ids: return ""
-        ids = torch.as_tensor(ids)
-        if ids.dim() != 1: raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}; decode rows one at a time")
-        if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
-            raise TypeError(f"token ids must be integers, got {ids.dtype}")
-        ids = ids.long()
-        if ids.numel() and (ids.min() < 0 or ids.max() > 255):
-            raise ValueError(f"byte ids must lie in [0, 255], got values from {ids.min().item()} to {ids.max().item()}")
-        return bytes(ids.tolist()).decode("utf-8", errors="replace")
+        return bytes(_byte_ids(ids).tolist()).decode("utf-8", errors="replace")
+
+# %% ../nbs/16_text.ipynb #16a1c003
+def _byte_ids(ids) -> Tensor:
+    "`ids` as a 1-D long tensor of values 0-255 (empty for an empty list); an error saying what is wrong otherwise."
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"decode takes byte ids (a 1-D tensor or a list of ints), got {type(ids).__name__}"
+                        + ("; for bytes use b.decode('utf-8')" if isinstance(ids, bytes) else ""))
+    if isinstance(ids, (list, tuple)) and not ids: return torch.zeros(0, dtype=torch.long)
+    ids = torch.as_tensor(ids)
+    if ids.dim() != 1: raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}; decode rows one at a time")
+    if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise TypeError(f"token ids must be integers, got {ids.dtype}")
+    ids = ids.long()
+    if ids.numel() and (ids.min() < 0 or ids.max() > 255):
+        raise ValueError(f"byte ids must lie in [0, 255], got values from {ids.min().item()} to {ids.max().item()}")
+    return ids
 
 # %% ../nbs/16_text.ipynb #2358b3fe
 WIKITEXT_FILES = {"train": "wiki.train.raw", "valid": "wiki.valid.raw", "test": "wiki.test.raw"}
@@ -100,9 +105,18 @@ def encode_splits(text: str, valid_fraction: float = 0.1, tokenizer: ByteTokeniz
                          "split; use more text")
     return ids[:cut], ids[cut:]
 
+# %% ../nbs/16_text.ipynb #16a1c004
 def lm_batch(data: Tensor, batch_size: int, context: int, generator: torch.Generator | None = None,
              device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
     "`batch_size` random windows of `data`: inputs (B, context) and next-byte targets (B, context), both `torch.long`."
+    _check_windows(data, batch_size, context, device)
+    starts = torch.randint(0, len(data) - context, (batch_size,), generator=generator)
+    windows = torch.stack([data[s:s + context + 1] for s in starts.tolist()]).long()
+    return windows[:, :-1].to(device), windows[:, 1:].to(device)
+
+# %% ../nbs/16_text.ipynb #16a1c005
+def _check_windows(data, batch_size, context, device):
+    "Check `lm_batch`'s arguments: an error naming the argument and what is wrong, or nothing."
     if not torch.is_tensor(data) or data.dim() != 1 or data.is_floating_point() or data.is_complex() or data.dtype == torch.bool:
         got = f"{tuple(data.shape)} {data.dtype}" if torch.is_tensor(data) else type(data).__name__
         raise ValueError(f"data must be a 1-D integer tensor of token ids, got {got}")
@@ -111,6 +125,3 @@ def lm_batch(data: Tensor, batch_size: int, context: int, generator: torch.Gener
     except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     if len(data) < context + 1:
         raise ValueError(f"data has {len(data)} tokens, fewer than context + 1 = {context + 1}; use a shorter context or more text")
-    starts = torch.randint(0, len(data) - context, (batch_size,), generator=generator)
-    windows = torch.stack([data[s:s + context + 1] for s in starts.tolist()]).long()
-    return windows[:, :-1].to(device), windows[:, 1:].to(device)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch_to
 from fastcore.docments import docments
 from tqdm.auto import tqdm
 
@@ -266,58 +267,6 @@ class _Fit:
             self._train(progress)
             return self._finish()
 
-    def _finished_run(self, extend, finished):
-        "The stored summary if the run directory holds this finished run and it is to be reported; None to train."
-        self.extension = None
-        if self.run is None or not self.run.finished(): return None
-        stored = self.run.read_summary()
-        diffs = differences(stored, self.model_cfg, self.task, self.cfg)
-        other = [d for d in diffs if d[1] == IDENTITY]
-        if other: raise RunMismatch(f"{self.run.path} holds a finished run of another configuration "
-                                    f"({describe_differences(other)}); use another output folder")
-        if not extend:
-            if diffs and finished == "strict":
-                raise RunMismatch(f"{self.run.path} holds this run with another target ({describe_differences(diffs)}); "
-                                  "extend it, or train it again (force)")
-            if finished == "report": self.log(f"{self.run.path} holds this run, finished; reporting it (nothing trained)" +
-                     (f". It differs in its target ({describe_differences(diffs)}): to train on to the new one, "
-                      "extend it (--extend)" if diffs else ""))
-            return stored
-        if self.cfg.optim.schedule == "cosine":
-            raise ValueError("a cosine schedule was fitted to the run's length, so it cannot be extended; train a new run")
-        if self.cfg.iterations <= stored["iterations"]:
-            raise ValueError(f"extending needs a target beyond the {stored['iterations']} iterations done, got iterations={self.cfg.iterations}")
-        self.extension = dict(date=machine()["date"], from_iterations=stored["iterations"], to_iterations=self.cfg.iterations,
-                              changed={k: [old, new] for k, _, old, new in diffs})
-        return None
-
-    def _build(self):
-        "Seeded model, optimizer and data generator: the state of iteration 0."
-        random.seed(self.cfg.seed); torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.model_cfg).to(self.device)
-        o = self.cfg.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.generator = torch.Generator().manual_seed(self.cfg.seed)
-        forward = self.model if self.size == 1 else torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.forward = torch.compile(forward) if self.cfg.compile else forward
-        self.amp = self.cfg.amp if self.cfg.amp is not None else self.device.type == "cuda"
-
-    def _resume(self):
-        payload = self.run.load_checkpoint(self.log, read_only=not self.writes) if self.run is not None else None
-        if payload is None: return
-        diffs = [d for d in differences(payload, self.model_cfg, self.task, self.cfg) if d[1] == IDENTITY]
-        if diffs: raise RunMismatch(f"{self.run.checkpoint} is from a different run ({describe_differences(diffs)}); "
-                                    "use another output folder")
-        self.model.load_state_dict(payload["model"]); self.optimizer.load_state_dict(payload["optimizer"])
-        self.generator.set_state(payload["generator"]); torch.set_rng_state(payload["torch_rng"])
-        self.task.load_state_dict(payload["task_state"])
-        self.rows, self.state, self.start = payload["metrics"], payload["state"], payload["iteration"]
-        self.last_checkpoint = self.start
-        self.log(f"resuming {self.run.path} at iteration {self.start}")
-        if self.start > self.cfg.iterations:
-            self.log(f"the checkpoint is past the target of {self.cfg.iterations} iterations: evaluating it as it is")
-
     def checkpoint(self, iteration: int):
         if not self.writes: return                   # parameters are checked after every update, so this state is finite
         self.run.save_checkpoint(dict(
@@ -335,82 +284,146 @@ class _Fit:
         raise FloatingPointError(f"{what}: training stopped, nothing non-finite was saved; {where}. Lower the learning "
                                  "rate (or warm up longer), keep gradient clipping on, or use stable=True")
 
-    def _step(self, it: int) -> dict:
-        "Iteration `it` (0-based): returns this iteration's metrics (averaged over processes)."
-        lr = learning_rate(it, self.cfg.optim, self.cfg.iterations)
-        for group in self.optimizer.param_groups: group["lr"] = lr
-        x, y = self.task.batch(self.generator, self.device)                # the global batch, on every process
-        if self.size > 1: x, y = x.chunk(self.size)[self.rank], y.chunk(self.size)[self.rank]
-        bad = None
-        try:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                output = self.forward(x)
-            loss, metrics = self.task.loss(output, y)
-        except NonFiniteError as e: bad, loss, metrics = str(e), None, {}
-        names = list(metrics)
-        values = _all_mean([math.nan if loss is None else loss.item(), *metrics.values(),
-                            float(self.stop.signal is not None), float(bad is not None)], self.size, self.device)
-        mean_loss, stopping, any_bad = values[0], values[-2] > 0, values[-1] > 0
-        if any_bad: self.non_finite(f"the model produced non-finite values at iteration {it + 1} ({bad or 'in another process'})")
-        if not math.isfinite(mean_loss): self.non_finite(f"non-finite loss ({mean_loss}) at iteration {it + 1}")
-        self.optimizer.zero_grad(set_to_none=True)
-        try: loss.backward()
-        except NonFiniteError as e: self.non_finite(f"non-finite values in the backward pass of iteration {it + 1} ({e})")
-        if self.cfg.optim.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        self.optimizer.step()
-        if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
-            self.non_finite(f"parameters became non-finite in the update of iteration {it + 1}")
-        return dict(loss=mean_loss, **dict(zip(names, values[1:1 + len(names)])), lr=lr, stopping=stopping)
+# %% ../nbs/11_training.ipynb #4ab7c011
+@patch_to(_Fit)
+def _finished_run(self: _Fit, extend, finished):
+    "The stored summary if the run directory holds this finished run and it is to be reported; None to train."
+    self.extension = None
+    if self.run is None or not self.run.finished(): return None
+    stored = self.run.read_summary()
+    diffs = differences(stored, self.model_cfg, self.task, self.cfg)
+    other = [d for d in diffs if d[1] == IDENTITY]
+    if other: raise RunMismatch(f"{self.run.path} holds a finished run of another configuration "
+                                f"({describe_differences(other)}); use another output folder")
+    if not extend:
+        if diffs and finished == "strict":
+            raise RunMismatch(f"{self.run.path} holds this run with another target ({describe_differences(diffs)}); "
+                              "extend it, or train it again (force)")
+        if finished == "report": self.log(f"{self.run.path} holds this run, finished; reporting it (nothing trained)" +
+                 (f". It differs in its target ({describe_differences(diffs)}): to train on to the new one, "
+                  "extend it (--extend)" if diffs else ""))
+        return stored
+    if self.cfg.optim.schedule == "cosine":
+        raise ValueError("a cosine schedule was fitted to the run's length, so it cannot be extended; train a new run")
+    if self.cfg.iterations <= stored["iterations"]:
+        raise ValueError(f"extending needs a target beyond the {stored['iterations']} iterations done, got iterations={self.cfg.iterations}")
+    self.extension = dict(date=machine()["date"], from_iterations=stored["iterations"], to_iterations=self.cfg.iterations,
+                          changed={k: [old, new] for k, _, old, new in diffs})
+    return None
 
-    def _train(self, progress: bool):
-        cfg, state = self.cfg, self.state
-        t_start = time.perf_counter() - state["elapsed"]
-        bar = tqdm(total=cfg.iterations, initial=self.start, disable=not progress or self.rank > 0,
-                   desc=f"{self.model_cfg.kind} {self.task.name}")
-        self.model.train()
-        it = self.start
-        while not state["stopped_by_task"] and it < cfg.iterations:
-            t_step = time.perf_counter()
-            m = self._step(it)
-            it, stopping = it + 1, m.pop("stopping")
-            state["train_time"] += time.perf_counter() - t_step
-            row = dict(iteration=it, **{k: round(v, 6) if k != "lr" else v for k, v in m.items()})
-            if cfg.eval_every and (it % cfg.eval_every == 0 or it == cfg.iterations):
-                row.update({k: round(v, 6) for k, v in self.task.evaluate(self.model, self.device).items()})
-            state["elapsed"] = time.perf_counter() - t_start
-            self.rows.append({**row, "seconds": round(state["elapsed"], 3)})
-            state["stopped_by_task"] = self.task.should_stop(m, it)
-            bar.update(1); bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("iteration", "lr")})
-            if it % cfg.checkpoint_every == 0: self.checkpoint(it)
-            if stopping:                                                    # every process stops at the same iteration
-                bar.close(); self.checkpoint(it)
-                raise RunInterrupted(f"{self.stop.signal or 'a signal to another process'}: stopped after iteration {it}" + (
-                    f"; checkpoint and metrics written to {self.run.path}; run the same command again to resume"
-                    if self.run is not None else ""), self.stop.signum or signal.SIGTERM)
-        bar.close()
-        self.done = it
-        if self.last_checkpoint != it: self.checkpoint(it)
+# %% ../nbs/11_training.ipynb #4ab7c013
+@patch_to(_Fit)
+def _build(self: _Fit):
+    "Seeded model, optimizer and data generator: the state of iteration 0."
+    random.seed(self.cfg.seed); torch.manual_seed(self.cfg.seed)
+    self.model = build_model(self.model_cfg).to(self.device)
+    o = self.cfg.optim
+    self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    self.generator = torch.Generator().manual_seed(self.cfg.seed)
+    forward = self.model if self.size == 1 else torch.nn.parallel.DistributedDataParallel(
+        self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+    self.forward = torch.compile(forward) if self.cfg.compile else forward
+    self.amp = self.cfg.amp if self.cfg.amp is not None else self.device.type == "cuda"
 
-    def _finish(self) -> dict:
-        "The final evaluation and summary.json; a signal during the evaluation is reported after the summary is written."
-        self.model.eval()
-        try: final = self.task.summary(self.model, self.rows, self.device)
-        except RunInterrupted as e:
-            raise RunInterrupted(f"{e}: the final evaluation was cut short; the run is trained and checkpointed "
-                                 f"(iteration {self.done}): run the same command again to evaluate it", e.signum) from None
-        finally: self.model.train()
-        summary = dict(kind=self.model_cfg.kind, preset=self.preset, seed=self.cfg.seed,
-                       **machine(self.device.type), params=count_params(self.model), world_size=self.size,
-                       iterations=self.done, wall_time_s=round(self.state["elapsed"], 1),
-                       train_time_s=round(self.state["train_time"], 1),
-                       final_loss=self.rows[-1]["loss"] if self.rows else None, **final,
-                       **({"extended": self.state["extended"]} if self.state["extended"] else {}),
-                       **run_identity(self.model_cfg, self.task, self.cfg))
-        if self.writes: self.run.write_summary(summary)
-        if self.stop.signal is not None:
-            raise RunInterrupted(f"{self.stop.signal} during the final evaluation: the evaluation finished and the run's summary "
-                                 f"is written{' to ' + str(self.run.summary) if self.writes else ''}", self.stop.signum)
-        return summary
+# %% ../nbs/11_training.ipynb #4ab7c015
+@patch_to(_Fit)
+def _resume(self: _Fit):
+    payload = self.run.load_checkpoint(self.log, read_only=not self.writes) if self.run is not None else None
+    if payload is None: return
+    diffs = [d for d in differences(payload, self.model_cfg, self.task, self.cfg) if d[1] == IDENTITY]
+    if diffs: raise RunMismatch(f"{self.run.checkpoint} is from a different run ({describe_differences(diffs)}); "
+                                "use another output folder")
+    self.model.load_state_dict(payload["model"]); self.optimizer.load_state_dict(payload["optimizer"])
+    self.generator.set_state(payload["generator"]); torch.set_rng_state(payload["torch_rng"])
+    self.task.load_state_dict(payload["task_state"])
+    self.rows, self.state, self.start = payload["metrics"], payload["state"], payload["iteration"]
+    self.last_checkpoint = self.start
+    self.log(f"resuming {self.run.path} at iteration {self.start}")
+    if self.start > self.cfg.iterations:
+        self.log(f"the checkpoint is past the target of {self.cfg.iterations} iterations: evaluating it as it is")
+
+# %% ../nbs/11_training.ipynb #4ab7c017
+@patch_to(_Fit)
+def _step(self: _Fit, it: int) -> dict:
+    "Iteration `it` (0-based): returns this iteration's metrics (averaged over processes)."
+    lr = learning_rate(it, self.cfg.optim, self.cfg.iterations)
+    for group in self.optimizer.param_groups: group["lr"] = lr
+    x, y = self.task.batch(self.generator, self.device)                # the global batch, on every process
+    if self.size > 1: x, y = x.chunk(self.size)[self.rank], y.chunk(self.size)[self.rank]
+    bad = None
+    try:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            output = self.forward(x)
+        loss, metrics = self.task.loss(output, y)
+    except NonFiniteError as e: bad, loss, metrics = str(e), None, {}
+    names = list(metrics)
+    values = _all_mean([math.nan if loss is None else loss.item(), *metrics.values(),
+                        float(self.stop.signal is not None), float(bad is not None)], self.size, self.device)
+    mean_loss, stopping, any_bad = values[0], values[-2] > 0, values[-1] > 0
+    if any_bad: self.non_finite(f"the model produced non-finite values at iteration {it + 1} ({bad or 'in another process'})")
+    if not math.isfinite(mean_loss): self.non_finite(f"non-finite loss ({mean_loss}) at iteration {it + 1}")
+    self.optimizer.zero_grad(set_to_none=True)
+    try: loss.backward()
+    except NonFiniteError as e: self.non_finite(f"non-finite values in the backward pass of iteration {it + 1} ({e})")
+    if self.cfg.optim.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+    self.optimizer.step()
+    if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
+        self.non_finite(f"parameters became non-finite in the update of iteration {it + 1}")
+    return dict(loss=mean_loss, **dict(zip(names, values[1:1 + len(names)])), lr=lr, stopping=stopping)
+
+# %% ../nbs/11_training.ipynb #4ab7c019
+@patch_to(_Fit)
+def _train(self: _Fit, progress: bool):
+    cfg, state = self.cfg, self.state
+    t_start = time.perf_counter() - state["elapsed"]
+    bar = tqdm(total=cfg.iterations, initial=self.start, disable=not progress or self.rank > 0,
+               desc=f"{self.model_cfg.kind} {self.task.name}")
+    self.model.train()
+    it = self.start
+    while not state["stopped_by_task"] and it < cfg.iterations:
+        t_step = time.perf_counter()
+        m = self._step(it)
+        it, stopping = it + 1, m.pop("stopping")
+        state["train_time"] += time.perf_counter() - t_step
+        row = dict(iteration=it, **{k: round(v, 6) if k != "lr" else v for k, v in m.items()})
+        if cfg.eval_every and (it % cfg.eval_every == 0 or it == cfg.iterations):
+            row.update({k: round(v, 6) for k, v in self.task.evaluate(self.model, self.device).items()})
+        state["elapsed"] = time.perf_counter() - t_start
+        self.rows.append({**row, "seconds": round(state["elapsed"], 3)})
+        state["stopped_by_task"] = self.task.should_stop(m, it)
+        bar.update(1); bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("iteration", "lr")})
+        if it % cfg.checkpoint_every == 0: self.checkpoint(it)
+        if stopping:                                                    # every process stops at the same iteration
+            bar.close(); self.checkpoint(it)
+            raise RunInterrupted(f"{self.stop.signal or 'a signal to another process'}: stopped after iteration {it}" + (
+                f"; checkpoint and metrics written to {self.run.path}; run the same command again to resume"
+                if self.run is not None else ""), self.stop.signum or signal.SIGTERM)
+    bar.close()
+    self.done = it
+    if self.last_checkpoint != it: self.checkpoint(it)
+
+# %% ../nbs/11_training.ipynb #4ab7c021
+@patch_to(_Fit)
+def _finish(self: _Fit) -> dict:
+    "The final evaluation and summary.json; a signal during the evaluation is reported after the summary is written."
+    self.model.eval()
+    try: final = self.task.summary(self.model, self.rows, self.device)
+    except RunInterrupted as e:
+        raise RunInterrupted(f"{e}: the final evaluation was cut short; the run is trained and checkpointed "
+                             f"(iteration {self.done}): run the same command again to evaluate it", e.signum) from None
+    finally: self.model.train()
+    summary = dict(kind=self.model_cfg.kind, preset=self.preset, seed=self.cfg.seed,
+                   **machine(self.device.type), params=count_params(self.model), world_size=self.size,
+                   iterations=self.done, wall_time_s=round(self.state["elapsed"], 1),
+                   train_time_s=round(self.state["train_time"], 1),
+                   final_loss=self.rows[-1]["loss"] if self.rows else None, **final,
+                   **({"extended": self.state["extended"]} if self.state["extended"] else {}),
+                   **run_identity(self.model_cfg, self.task, self.cfg))
+    if self.writes: self.run.write_summary(summary)
+    if self.stop.signal is not None:
+        raise RunInterrupted(f"{self.stop.signal} during the final evaluation: the evaluation finished and the run's summary "
+                             f"is written{' to ' + str(self.run.summary) if self.writes else ''}", self.stop.signum)
+    return summary
 
 # %% ../nbs/11_training.ipynb #4ab7c009
 def load_model(path: str | Path, device: str = "cpu"):

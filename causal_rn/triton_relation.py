@@ -28,6 +28,7 @@ def _rows(X, base, offs_r, ok_r, offs_k, ok_k, H):
     "A (rows, BK) chunk of a row-major (T, H) matrix, as float32, zero outside the valid rows and features."
     return tl.load(X + base + offs_r[:, None] * H + offs_k[None, :], mask=ok_r[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
 
+# %% ../nbs/09_triton.ipynb #09d1e004
 @triton.jit
 def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps,
             BJ: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr):
@@ -46,6 +47,7 @@ def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i
     r = tl.where(sigma + eps > 0, 1.0 / tl.maximum(sigma + eps, 1e-30), 0.0)   # zero spread (and padding): n = 0
     return sigma, r
 
+# %% ../nbs/09_triton.ipynb #09d1e006
 @triton.jit
 def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T, H, inv_H, eps, shift2,
                MASKED: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
@@ -66,6 +68,7 @@ def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T
         ok = ok_j[:, None] & ok_k[None, :]
         tl.store(out, tl.load(out, mask=ok, other=0.0) + tl.sum(e, axis=1), mask=ok)
 
+# %% ../nbs/09_triton.ipynb #09d1e008
 @triton.jit
 def _relation_fwd_kernel(Q, P, SQQ, SQP, ACC, T, H, inv_H, eps, shift2,
                          CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
@@ -120,6 +123,7 @@ def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H,
         dp_c = c_i[:, None] * pk + tl.dot(tl.trans(c), qk, input_precision="ieee")
         tl.atomic_add(DP + base + offs_i[:, None] * H + offs_k[None, :], -dp_c, mask=ok_i[:, None] & ok_k[None, :])
 
+# %% ../nbs/09_triton.ipynb #09d1e010
 @triton.jit
 def _relation_bwd_kernel(Q, P, G, SQQ, SQP, DQ, DP, T, H, inv_H, eps, shift2,
                          CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
@@ -174,6 +178,7 @@ class TritonRelation(torch.autograd.Function):
                                    CAUSAL=causal, BJ=block_rows, BK=block_features)
         return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None, None
 
+# %% ../nbs/09_triton.ipynb #09d1e012
 def triton_relation(q: Tensor, p: Tensor, spec: RelationSpec = RelationSpec(), block_rows: int = BLOCK_ROWS,
                     block_features: int = BLOCK_FEATURES) -> Tensor:
     "The exact relation `mean_{i in S_j} exp(mu(p_i + q_j))` of `spec` with the fused kernels; q, p (B, T, H)."

@@ -182,6 +182,25 @@ def standardise(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 # %% ../nbs/18_vision_data.ipynb #fcc84e02
 def patchify(images: Tensor, patch: int = 2) -> Tensor:
     "(B, H, W, C) -> (B, (H/patch)*(W/patch), patch*patch*C) float: non-overlapping patches in row-major order."
+    images, patch = _check_patchable(images, patch)
+    B, H, W, C = images.shape
+    x = images.reshape(B, H // patch, patch, W // patch, patch, C)     # (B, rows, dy, cols, dx, C)
+    x = x.permute(0, 1, 3, 2, 4, 5)                                     # (B, rows, cols, dy, dx, C)
+    x = x.reshape(B, (H // patch) * (W // patch), patch * patch * C)
+    return x if x.is_floating_point() else x.float()
+
+# %% ../nbs/18_vision_data.ipynb #18a1c004
+def unpatchify(patches: Tensor, height: int, width: int, patch: int = 2) -> Tensor:
+    "(B, T, patch*patch*C) -> (B, height, width, C): the inverse of `patchify`."
+    _check_patches(patches, height, width, patch)
+    B, T, D = patches.shape
+    C, rows, cols = D // (patch * patch), height // patch, width // patch
+    x = patches.reshape(B, rows, cols, patch, patch, C).permute(0, 1, 3, 2, 4, 5)   # (B, rows, dy, cols, dx, C)
+    return x.reshape(B, height, width, C)
+
+# %% ../nbs/18_vision_data.ipynb #18a1c005
+def _check_patchable(images, patch) -> tuple[Tensor, int]:
+    "(images as a tensor, patch) if `patch` x `patch` squares tile the (B, H, W, C) images; an error saying why not otherwise."
     images, patch = torch.as_tensor(images), positive_int("patch", patch)
     if images.dim() != 4:
         raise ValueError(f"images must have shape (B, H, W, C) (channels last), got {tuple(images.shape)}")
@@ -190,13 +209,10 @@ def patchify(images: Tensor, patch: int = 2) -> Tensor:
     if patch > H or patch > W: raise ValueError(f"patch size {patch} is larger than the {H}x{W} images; use one that divides both")
     if H % patch or W % patch:
         raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch}; crop or pad the images")
-    x = images.reshape(B, H // patch, patch, W // patch, patch, C)     # (B, rows, dy, cols, dx, C)
-    x = x.permute(0, 1, 3, 2, 4, 5)                                     # (B, rows, cols, dy, dx, C)
-    x = x.reshape(B, (H // patch) * (W // patch), patch * patch * C)
-    return x if x.is_floating_point() else x.float()
+    return images, patch
 
-def unpatchify(patches: Tensor, height: int, width: int, patch: int = 2) -> Tensor:
-    "(B, T, patch*patch*C) -> (B, height, width, C): the inverse of `patchify`."
+def _check_patches(patches, height, width, patch):
+    "Nothing if `patches` (B, T, D) tile a `height` x `width` image with `patch` x `patch` patches; an error otherwise."
     for name, v in (("height", height), ("width", width), ("patch", patch)): positive_int(name, v)
     if not torch.is_tensor(patches) or patches.dim() != 3:
         raise ValueError(f"patches must be a tensor of shape (B, T, D), got {tuple(patches.shape) if torch.is_tensor(patches) else type(patches).__name__}")
@@ -204,9 +220,6 @@ def unpatchify(patches: Tensor, height: int, width: int, patch: int = 2) -> Tens
     if height % patch or width % patch or D % (patch * patch) or T != (height // patch) * (width // patch):
         raise ValueError(f"patches of shape {tuple(patches.shape)} do not tile a {height}x{width} image "
                          f"with {patch}x{patch} patches")
-    C, rows, cols = D // (patch * patch), height // patch, width // patch
-    x = patches.reshape(B, rows, cols, patch, patch, C).permute(0, 1, 3, 2, 4, 5)   # (B, rows, dy, cols, dx, C)
-    return x.reshape(B, height, width, C)
 
 # %% ../nbs/18_vision_data.ipynb #cad192f5
 @dataclass
@@ -269,6 +282,19 @@ def cifar5m_data(root: str | Path, train_parts: Sequence[int] = (0, 1, 2, 3, 4),
 def minibatches(images: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator,
                 epochs: int | None = None, drop_last: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
     "Shuffled (images, labels) batches, a fresh permutation from `generator` each epoch; forever if `epochs` is None."
+    n = _check_minibatches(images, labels, batch_size, generator, epochs, drop_last)
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        perm = torch.randperm(n, generator=generator)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = perm[start:start + batch_size]
+            yield images[idx], labels[idx]
+        epoch += 1
+
+# %% ../nbs/18_vision_data.ipynb #18a1c006
+def _check_minibatches(images, labels, batch_size, generator, epochs, drop_last) -> int:
+    "The number of examples, once `minibatches`' arguments are checked; an error naming the argument otherwise."
     n = len(labels)
     if len(images) != n: raise ValueError(f"{len(images)} images but {n} labels")
     if n == 0: raise ValueError("minibatches needs at least one example, got 0 images and labels")
@@ -278,11 +304,4 @@ def minibatches(images: Tensor, labels: Tensor, batch_size: int, generator: torc
     if positive_int("batch_size", batch_size) > n:
         raise ValueError(f"batch_size must be an int from 1 to the number of examples ({n}), got {batch_size!r}")
     if epochs is not None: positive_int("epochs", epochs, minimum=0)
-    epoch = 0
-    while epochs is None or epoch < epochs:
-        perm = torch.randperm(n, generator=generator)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            idx = perm[start:start + batch_size]
-            yield images[idx], labels[idx]
-        epoch += 1
+    return n

@@ -1,7 +1,8 @@
-"The explorers notebook opens quickly from the shipped weights and never writes to results/ when executed."
-import hashlib, os, time
+"Executing a notebook, as JupyterLab's Run All would, reads the stored results and writes nothing; the explorers open quickly."
+import hashlib, os, re, time
 from pathlib import Path
 
+import pytest
 from execnb.nbio import read_nb
 from execnb.shell import CaptureShell
 
@@ -12,16 +13,30 @@ def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_explorers_notebook_runs_fast_and_writes_nothing():
-    "Every cell (slow ones too, as JupyterLab's Run All would), in under 2 minutes, results/ byte-identical afterwards."
-    before = tree_digest(ROOT / "results")
-    nb, cwd = read_nb(ROOT / "nbs" / "20_explorers.ipynb"), os.getcwd()
+def run_all_but_gpu(name: str) -> float:
+    "Execute every cell of nbs/`name` except `#| gpu` ones (slow cells too), in nbs/, without saving it; the seconds taken."
+    nb, cwd = read_nb(ROOT / "nbs" / name), os.getcwd()
+    gpu = lambda cell: cell.cell_type != "code" or re.search(r"^#\|.*\bgpu\b", cell.source, re.MULTILINE) is not None
     os.chdir(ROOT / "nbs")
     try:
         t0 = time.perf_counter()
-        CaptureShell().run_all(nb, exc_stop=True)
-        seconds = time.perf_counter() - t0
+        CaptureShell().run_all(nb, exc_stop=True, preproc=gpu)
+        return time.perf_counter() - t0
     finally: os.chdir(cwd)
+
+
+def test_explorers_notebook_runs_fast_and_writes_nothing():
+    "Every cell, in under 2 minutes, from the shipped weights; results/ byte-identical afterwards."
+    before = tree_digest(ROOT / "results")
+    seconds = run_all_but_gpu("20_explorers.ipynb")
     assert tree_digest(ROOT / "results") == before, "executing 20_explorers changed files under results/"
     assert seconds < 120, f"20_explorers took {seconds:.0f} s to execute"
-    assert not (ROOT / "results" / "explore" / "relation-maps-cpu-L16.npz").exists()
+
+
+@pytest.mark.parametrize("name", ["06_relation_benchmark.ipynb", "08_model.ipynb", "13_copy_ablations.ipynb", "14_copy_curves.ipynb", "15_copy_scaling.ipynb",
+                                  "17_language_model.ipynb", "19_vision.ipynb"])
+def test_experiment_notebook_with_slow_cells_writes_nothing(name):
+    "The slow cells report the stored runs (no checkpoint needed) and re-measure only when RERUN = True."
+    before = tree_digest(ROOT / "results")
+    run_all_but_gpu(name)
+    assert tree_digest(ROOT / "results") == before, f"executing {name} changed files under results/"
