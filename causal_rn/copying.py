@@ -16,9 +16,10 @@ from .checks import finite_float, positive_int
 from .train import TARGET, Preset, Task, configure, fit, role, task_command
 
 # %% auto #0
-__all__ = ['BOS', 'SEP', 'EOS', 'FIRST_LETTER', 'VOCAB_SIZE', 'IGNORE', 'EVAL_SEED', 'COPY_PRESETS', 'COPY_KINDS', 'main',
-           'copy_context', 'copy_batch', 'tokens_to_text', 'copy_accuracy', 'parallel_predictions',
-           'autoregressive_predictions', 'CopyConfig', 'CopyTask', 'copy_run_config', 'run_copy']
+__all__ = ['BOS', 'SEP', 'EOS', 'FIRST_LETTER', 'VOCAB_SIZE', 'IGNORE', 'EVAL_SEED', 'CONVERGENCE_STREAK', 'CONVERGENCE_RULE',
+           'COPY_PRESETS', 'COPY_KINDS', 'main', 'copy_context', 'copy_batch', 'tokens_to_text', 'copy_accuracy',
+           'parallel_predictions', 'autoregressive_predictions', 'CopyConfig', 'converged_at', 'CopyTask',
+           'copy_run_config', 'run_copy']
 
 # %% ../nbs/12_copying.ipynb #619ec6fb
 BOS, SEP, EOS = 0, 1, 2
@@ -126,6 +127,17 @@ class CopyConfig:
 
 # %% ../nbs/12_copying.ipynb #c0fe0004
 EVAL_SEED = 10**6                                         # the held-out strings of every copy run's final evaluation
+CONVERGENCE_STREAK = 3                                    # consecutive training batches at >= 99% that count as converged
+CONVERGENCE_RULE = f"first of {CONVERGENCE_STREAK} consecutive training batches with parallel accuracy >= 0.99"
+
+def converged_at(iterations, accuracies, streak: int = CONVERGENCE_STREAK, threshold: float = 0.99) -> int | None:
+    "The iteration that begins the first run of `streak` consecutive accuracies >= `threshold`; None if there is none."
+    run, start = 0, None
+    for it, acc in zip(iterations, accuracies):
+        run = run + 1 if acc >= threshold else 0
+        if run == 1: start = it
+        if run >= streak: return start
+    return None
 
 class CopyTask(Task):
     "Copying (Section 3) for `fit`: batches of fresh strings, cross-entropy on the copy, parallel and autoregressive accuracy."
@@ -133,6 +145,7 @@ class CopyTask(Task):
     def __init__(self, cfg: CopyConfig):
         super().__init__(cfg)
         self.streak, self.iterations_to_99 = 0, None
+        self.run_99, self.run_start = 0, None                # the current run of batches at >= 99%, and where it began
 
     def model_fields(self) -> dict: return dict(vocab_size=VOCAB_SIZE, context=copy_context(self.cfg.string_size))
 
@@ -144,18 +157,23 @@ class CopyTask(Task):
 
     def should_stop(self, metrics: dict, iteration: int) -> bool:
         acc, target = metrics["parallel_accuracy"], self.cfg.stop_accuracy
-        if acc >= 0.99 and self.iterations_to_99 is None: self.iterations_to_99 = iteration
+        self.run_99 = self.run_99 + 1 if acc >= 0.99 else 0
+        if self.run_99 == 1: self.run_start = iteration
+        if self.iterations_to_99 is None and self.run_99 >= CONVERGENCE_STREAK: self.iterations_to_99 = self.run_start
         self.streak = self.streak + 1 if target is not None and acc >= target else 0
         return self.streak >= self.cfg.stop_patience
 
     def summary(self, model, rows, device) -> dict:
         x, y = copy_batch(self.cfg.eval_batch, self.cfg.string_size, torch.Generator().manual_seed(EVAL_SEED), device)
-        return dict(string_size=self.cfg.string_size, iterations_to_99=self.iterations_to_99,
+        return dict(string_size=self.cfg.string_size, iterations_to_99=self.iterations_to_99, convergence_rule=CONVERGENCE_RULE,
                     parallel_accuracy=copy_accuracy(parallel_predictions(model, x), y).mean().item(),
                     autoregressive_accuracy=copy_accuracy(autoregressive_predictions(model, x), y).mean().item())
 
-    def state_dict(self) -> dict: return dict(streak=self.streak, iterations_to_99=self.iterations_to_99)
-    def load_state_dict(self, state: dict): self.streak, self.iterations_to_99 = state["streak"], state["iterations_to_99"]
+    def state_dict(self) -> dict:
+        return dict(streak=self.streak, iterations_to_99=self.iterations_to_99, run_99=self.run_99, run_start=self.run_start)
+    def load_state_dict(self, state: dict):
+        self.streak, self.iterations_to_99 = state["streak"], state["iterations_to_99"]
+        self.run_99, self.run_start = state.get("run_99", 0), state.get("run_start")
 
 # %% ../nbs/12_copying.ipynb #c0fe0006
 COPY_PRESETS = {

@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from .checks import positive_int
+from .model import KINDS
 from .text import ByteTokenizer, encode_splits, lm_batch, load_wikitext103, python_reference_corpus
 from .train import FREE, TARGET, Preset, Task, configure, fit, role, task_command
 
 # %% auto #0
-__all__ = ['CORPORA', 'LM_PRESETS', 'LM_KINDS', 'VALID_SEED', 'main', 'LMConfig', 'corpus_splits', 'LMTask', 'lm_run_config',
-           'run_lm', 'sample_text', 'generation_speed']
+__all__ = ['CORPORA', 'LM_PRESETS', 'LM_BLOCK_MODEL', 'LM_KINDS', 'VALID_SEED', 'main', 'LMConfig', 'corpus_splits', 'LMTask',
+           'lm_run_config', 'run_lm', 'sample_text', 'generation_speed']
 
 # %% ../nbs/17_language_model.ipynb #c36a3cf3
 CORPORA = ("python-reference", "wikitext-103")
@@ -44,11 +45,15 @@ LM_PRESETS = {
     # 2 CPU cores: a few minutes per model
     "cpu": Preset(model=dict(d_model=64, n_blocks=4), task=dict(context=128, batch_size=32),
                   train=dict(iterations=1500, lr=1e-3, eval_every=50, checkpoint_every=250)),
-    # Appendix B/D: d_e 192, 12 blocks, batch 320, Adam 1e-4, one epoch of 522M characters in windows of 256
-    # (the paper does not give its window; 256 is our choice): 522,243,436 / (320 * 256) = 6,375 iterations
-    "paper": Preset(model=dict(d_model=192, n_blocks=12), task=dict(corpus="wikitext-103", context=256, batch_size=320),
-                    train=dict(iterations=6375, lr=1e-4, eval_every=50, checkpoint_every=250)),
+    # the authors' code (src_wikitext103/config.py), where it differs from the paper's text: one epoch of
+    # 522,243,436 bytes in windows of 256 at batch 320 is 6,375 iterations; warm-up to 5e-4, cosine down to 5e-5
+    "paper": Preset(model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0),
+                    task=dict(corpus="wikitext-103", context=256, batch_size=320),
+                    train=dict(iterations=6375, lr=5e-4, warmup=2000, schedule="cosine", min_lr=5e-5, betas=(0.9, 0.999),
+                               weight_decay=0.0, grad_clip=1.0, eval_every=50, checkpoint_every=250)),
 }
+# what a preset sets per block type, on top of LM_PRESETS: the authors' Transformers use 12 heads of 64, their relation networks one
+LM_BLOCK_MODEL = {"paper": {"attention": dict(n_heads=12), "relation": dict(n_heads=1)}}
 LM_KINDS = ("linear_causal_rn", "transformer", "linear_transformer")
 
 # %% ../nbs/17_language_model.ipynb #668abf11
@@ -102,6 +107,8 @@ class LMTask(Task):
 def lm_run_config(kind: str = "linear_causal_rn", preset: str = "cpu", model: dict | None = None,
                   train: dict | None = None, text: str | None = None):
     "(ModelConfig, LMTask, TrainConfig) of a byte-level language model: a preset, then overrides (task and loop fields together in `train`)."
+    per_block = LM_BLOCK_MODEL.get(preset, {}).get(KINDS[kind].block, {}) if kind in KINDS else {}
+    model = {**per_block, **(model or {})}                         # the caller's model fields win
     model_cfg, task, cfg = configure(LMTask, LMConfig, LM_PRESETS, kind, preset, model=model, train=train, text=text)
     if not model_cfg.causal: raise ValueError(f"a language model must be causal; a bidirectional {kind} sees the future")
     return model_cfg, task, cfg

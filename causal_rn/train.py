@@ -80,7 +80,7 @@ def learning_rate(it: int, optim: OptimConfig, iterations: int) -> float:
     "Learning rate at iteration `it` (0-based) of a run of `iterations`."
     if it < optim.warmup: return optim.lr * it / optim.warmup
     if optim.schedule == "constant": return optim.lr
-    progress = (it - optim.warmup) / max(1, iterations - optim.warmup)
+    progress = (it - optim.warmup) / max(1, iterations - 1 - optim.warmup)      # min_lr at the last iteration, iterations - 1
     return optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 # %% ../nbs/11_training.ipynb #7f3b2a01

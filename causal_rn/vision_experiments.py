@@ -20,9 +20,9 @@ from .train import FREE, Preset, Task, configure, fit, role, task_command
 from .vision import ImageData, cifar5m_data, digits_data
 
 # %% auto #0
-__all__ = ['VISION_KINDS', 'IMAGE_DATA', 'ONE_EPOCH', 'VISION_PRESETS', 'main', 'VisionConfig', 'evaluate_classifier',
-           'image_data', 'VisionTask', 'vision_run_config', 'vision_run_name', 'run_vision', 'cls_pair_preactivations',
-           'cls_relation_map', 'heatmaps']
+__all__ = ['VISION_KINDS', 'IMAGE_DATA', 'ONE_EPOCH', 'VISION_PRESETS', 'VISION_BLOCK_MODEL', 'main', 'VisionConfig',
+           'evaluate_classifier', 'image_data', 'VisionTask', 'vision_run_config', 'vision_run_name', 'run_vision',
+           'cls_pair_preactivations', 'cls_relation_map', 'heatmaps']
 
 # %% ../nbs/19_vision.ipynb #7e482e7d
 VISION_KINDS = ("linear_bi_rn", "transformer", "linear_transformer")
@@ -44,9 +44,13 @@ class VisionConfig:
 ONE_EPOCH = "one epoch"
 VISION_PRESETS = {
     "cpu": Preset(model=dict(d_model=64, n_blocks=4), task=dict(batch_size=64), train=dict(iterations=1000, lr=1e-3, eval_every=25)),
-    "paper": Preset(model=dict(d_model=192, n_blocks=12), task=dict(data="cifar5m", batch_size=320),
-                    train=dict(iterations=ONE_EPOCH, lr=5e-4, eval_every=100)),
+    # the authors' code (src_cifar5m/config_training_causal.py), where it differs from the paper's text
+    "paper": Preset(model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0), task=dict(data="cifar5m", batch_size=320),
+                    train=dict(iterations=ONE_EPOCH, lr=1e-4, warmup=2000, schedule="cosine", min_lr=1e-5, betas=(0.9, 0.999),
+                               weight_decay=0.0, grad_clip=1.0, eval_every=100)),
 }
+# what a preset sets per block type, on top of VISION_PRESETS: the authors' Transformers use 12 heads of 64, their relation networks one
+VISION_BLOCK_MODEL = {"paper": {"attention": dict(n_heads=12), "relation": dict(n_heads=1)}}
 
 # %% ../nbs/19_vision.ipynb #9583bbed
 @torch.no_grad()
@@ -114,6 +118,8 @@ def vision_run_config(kind: str, data: ImageData | None = None, preset: str = "c
     "(ModelConfig, VisionTask, TrainConfig) of a classifier: a preset, then overrides (task and loop fields together in `train`)."
     train = dict(train or {})
     if data is not None: train.setdefault("data", data.name)
+    per_block = VISION_BLOCK_MODEL.get(preset, {}).get(KINDS[kind].block, {}) if kind in KINDS else {}
+    model = {**per_block, **(model or {})}                         # the caller's model fields win
     epoch = VISION_PRESETS[one_of("preset", preset, tuple(VISION_PRESETS))].train.get("iterations") == ONE_EPOCH
     if epoch and "iterations" not in train: train["iterations"] = 1               # a placeholder: one epoch, counted below
     else: epoch = False
