@@ -132,6 +132,10 @@ CONVERGENCE_RULE = f"first of {CONVERGENCE_STREAK} consecutive training batches 
 
 def converged_at(iterations, accuracies, streak: int = CONVERGENCE_STREAK, threshold: float = 0.99) -> int | None:
     "The iteration that begins the first run of `streak` consecutive accuracies >= `threshold`; None if there is none."
+    iterations, accuracies = list(iterations), list(accuracies)
+    if len(iterations) != len(accuracies):
+        raise ValueError(f"converged_at needs one accuracy per iteration, got {len(iterations)} iterations and {len(accuracies)} accuracies")
+    positive_int("streak", streak)
     run, start = 0, None
     for it, acc in zip(iterations, accuracies):
         run = run + 1 if acc >= threshold else 0

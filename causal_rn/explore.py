@@ -78,9 +78,13 @@ def load_weights(path: str | Path) -> tuple[Model, dict]:
     except Exception as e: raise ValueError(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file (written by save_weights)")
-    model = build_model(ModelConfig(**json.loads(payload["model_config"])))
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), json.loads(payload["provenance"])
+    try:
+        model = build_model(ModelConfig(**json.loads(payload["model_config"])))
+        model.load_state_dict(payload["state_dict"])
+        return model.eval(), json.loads(payload["provenance"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path} is a {WEIGHTS_FORMAT} file whose configuration or weights do not fit together "
+                         f"({type(e).__name__}: {str(e)[:200]}); rebuild it with save_weights") from None
 
 # %% ../nbs/20_explorers.ipynb #589c74b6
 def plot_relation_map(maps, tokens, layer: int, example: int = 0, row: int | None = None, ax=None):
