@@ -20,7 +20,7 @@ __all__ = ['SEEDS', 'ABLATIONS', 'ABLATION_BASE', 'ABLATION_SEEDED', 'ABLATION_S
            'scaling_train', 'letter_guessing_loss', 'running_mean', 'first_below', 'to99', 'median', 'load_seeds',
            'count', 'Finding', 'ablation_runs', 'fig2_findings', 'curve_runs', 'fig3_findings', 'scaling_runs',
            'scaling_medians', 'fig4_findings', 'lr_runs', 'lr_findings', 'lm_findings', 'vision_findings',
-           'status_findings', 'status_markdown', 'readme_with_status', 'main']
+           'heatmap_ink_stats', 'heatmap_findings', 'status_findings', 'status_markdown', 'readme_with_status', 'main']
 
 # %% ../nbs/21_reproduction.ipynb #r0000006
 SEEDS = (0, 1, 2)
@@ -327,6 +327,41 @@ def vision_findings(root) -> list[Finding]:
                         f"{l} {100 * np.mean(v):.1f}%" for l, v in last5.items())
                     + ("; their ranges overlap" if overlap else "; their ranges do not overlap"), nb)]
 
+# %% ../nbs/21_reproduction.ipynb #r0000032
+def heatmap_ink_stats(images, maps, maps_init, threshold: float = 0.25) -> tuple[list[dict], float]:
+    "Per block, how the maps (blocks, N, 4, 4) relate to the ink of images (N, 8, 8) in [0, 1]; and a uniform map's share on ink."
+    ink = images.reshape(len(images), 4, 2, 4, 2).mean((2, 4))            # (N, 4, 4): mean pixel of each 2x2 patch
+    inked = ink > threshold
+    def corr(m):
+        a, b = m.reshape(len(ink), -1), ink.reshape(len(ink), -1)
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-30)))
+    def share(m): return float((m * inked).sum((1, 2)).mean())
+    stats = []
+    for l in range(len(maps)):
+        fixed = np.broadcast_to(maps[l].mean(0), maps[l].shape)
+        stats.append(dict(corr=corr(maps[l]), corr_fixed=corr(fixed), corr_init=corr(maps_init[l]), share=share(maps[l]),
+                          share_fixed=share(fixed), share_init=share(maps_init[l]), largest=float(maps[l].max((1, 2)).mean())))
+    return stats, float(inked.mean())
+
+def heatmap_findings(root) -> list[Finding]:
+    "Fig. 8 against the stored heat maps (root: results/vision)."
+    import json
+    from causal_rn.vision_experiments import VISION_PRESETS
+    path, nb = Path(root) / "heatmaps-cpu-digits.npz", "19_vision.ipynb"
+    paper = _preset_setting(VISION_PRESETS["paper"], "CIFAR-5m, bidirectional, block 6 of 12")
+    if not path.exists(): return [_missing("Fig. 8", "relation maps lie on the object", paper, nb)]
+    store = np.load(path, allow_pickle=False)
+    meta = json.loads(str(store["meta"]))
+    stats, uniform = heatmap_ink_stats(store["images"] / 16.0, store["maps"].astype("float32"), store["maps_init"].astype("float32"))
+    above = [l + 1 for l, d in enumerate(stats) if d["share"] > max(uniform, d["share_init"])]
+    follows = [l + 1 for l, d in enumerate(stats) if d["corr"] > d["corr_fixed"]]
+    return [Finding("Fig. 8", "relation maps lie on the object", paper,
+                    f"8x8 digits, the Linear BiRN of Fig. 7, {len(stats)} blocks, {len(store['labels'])} test digits",
+                    _device([meta]), "1", "yes" if follows else "partly" if above else "no",
+                    f"more weight on ink than a uniform map and the untrained model in blocks {', '.join(map(str, above)) or 'none'}; "
+                    f"following each image's ink better than a fixed map in blocks {', '.join(map(str, follows)) or 'none'}", nb)]
+
 # %% ../nbs/21_reproduction.ipynb #r0000023
 STATUS_BEGIN, STATUS_END = "<!-- reproduction-status: begin (causal-rn-status writes this) -->", "<!-- reproduction-status: end -->"
 
@@ -335,7 +370,7 @@ def status_findings(results="results") -> list[Finding]:
     r = Path(results)
     if not r.is_dir(): raise FileNotFoundError(f"{r}: no results folder; pass the path of the repository's results/")
     return [*fig2_findings(r / "copy"), *fig3_findings(r / "copy"), *fig4_findings(r / "copy"), *lr_findings(r / "copy"),
-            *lm_findings(r / "lm"), *vision_findings(r / "vision")]
+            *lm_findings(r / "lm"), *vision_findings(r / "vision"), *heatmap_findings(r / "vision")]
 
 def status_markdown(findings, link: str = "nbs/") -> str:
     "The status table in Markdown; `link` is prefixed to the notebook names."
