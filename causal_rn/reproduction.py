@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from .copying import copy_run_config
 from .model import KINDS
-from .runs import load_run
+from .runs import atomic_write, load_run
 
 # %% auto #0
 __all__ = ['SEEDS', 'ABLATIONS', 'ABLATION_BASE', 'ABLATION_SEEDED', 'ABLATION_STRING_SIZE', 'ABLATION_ITERATIONS', 'CURVE_KINDS',
@@ -18,7 +18,7 @@ __all__ = ['SEEDS', 'ABLATIONS', 'ABLATION_BASE', 'ABLATION_SEEDED', 'ABLATION_S
            'LR_KINDS', 'LR_STRING_SIZE', 'PAPER_BEST_LR', 'STATUS_BEGIN', 'STATUS_END', 'seeded', 'ablation_run_name',
            'curve_run_name', 'scaling_sizes', 'scaling_run_name', 'lr_run_name', 'ablation_train', 'curve_train',
            'scaling_train', 'letter_guessing_loss', 'running_mean', 'first_below', 'to99', 'median', 'load_seeds',
-           'count', 'Finding', 'ablation_runs', 'fig2_findings', 'curve_runs', 'fig3_findings', 'scaling_runs',
+           'Finding', 'ablation_runs', 'fig2_findings', 'curve_runs', 'fig3_findings', 'scaling_runs',
            'scaling_medians', 'fig4_findings', 'lr_runs', 'lr_findings', 'lm_findings', 'vision_findings',
            'heatmap_ink_stats', 'heatmap_findings', 'status_findings', 'status_markdown', 'readme_with_status', 'main']
 
@@ -100,8 +100,6 @@ def load_seeds(root, name_of, seeds=SEEDS) -> list[tuple[dict, dict]]:
     "The stored runs `root/name_of(seed)` that finished, in seed order."
     return [load_run(Path(root) / name_of(seed)) for seed in seeds if (Path(root) / name_of(seed) / "summary.json").exists()]
 
-def count(n: int, what: str) -> str: return f"{n} {what}" + ("" if n == 1 else "s")
-
 # %% ../nbs/21_reproduction.ipynb #r0000013
 @dataclass(frozen=True)
 class Finding:
@@ -157,7 +155,7 @@ def fig2_findings(root) -> list[Finding]:
     guess = letter_guessing_loss(ABLATION_STRING_SIZE)
     base = runs[ABLATION_BASE]
     ours = _copy_setting(base[0][0]).replace("at most ", "")
-    device, all_runs = _device(s for g in runs.values() for s, _ in g), [g for g in runs.values()]
+    device = _device(s for g in runs.values() for s, _ in g)
     med = {label: median(to99(s) for s, _ in g) for label, g in runs.items() if g}
     def seeds_of(label): return ", ".join(_show(to99(s)) for s, _ in runs[label])
     out = []
@@ -407,5 +405,5 @@ def main(argv=None) -> int:
     if args.check:
         if new != text: print(f"{path}: the status table is out of date; run causal-rn-status --readme {path}", file=sys.stderr); return 1
         print(f"{path}: the status table is current"); return 0
-    if new != text: path.write_text(new)
+    if new != text: atomic_write(path, lambda f: f.write(new.encode()))      # a kill mid-write leaves the old README whole
     print(f"{path}: status table written ({table.count(chr(10)) - 1} rows)"); return 0

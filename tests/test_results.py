@@ -41,6 +41,7 @@ def test_status_command_checks_and_refuses(tmp_path):
     assert main(["--results", str(ROOT / "results"), "--readme", str(stale), "--check"]) == 1
     assert main(["--results", str(ROOT / "results"), "--readme", str(stale)]) == 0
     assert stale.read_text() == (ROOT / "README.md").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"], "the rewrite left a temporary file"
     assert main(["--results", str(tmp_path / "missing")]) == 2
     assert main(["--results", str(ROOT / "results"), "--readme", str(tmp_path / "nope.md")]) == 2
     (tmp_path / "plain.md").write_text("no markers")
