@@ -474,7 +474,7 @@ def task_command(prog: str, description: str, config_cls, presets: dict[str, Pre
     def parser():
         ap = argparse.ArgumentParser(prog=prog, description=description)
         ap.add_argument("--kind", default=default_kind, choices=kinds, help=f"the model (default: {default_kind})")
-        ap.add_argument("--preset", default="cpu", choices=list(presets), help="sizes: 'cpu' (2 CPU cores) or 'paper' (the paper's, for a GPU)")
+        ap.add_argument("--preset", default="cpu", choices=list(presets), help="sizes: " + ", ".join(f"'{p}'" for p in presets) + " ('cpu' for 2 CPU cores, the others for a GPU)")
         ap.add_argument("--out", default=None, help="run directory for checkpoint.pt, metrics.csv, summary.json: resumed if stopped, reported if finished")
         ap.add_argument("--extend", action="store_true", help="train a finished run in --out on to a new --iterations")
         ap.add_argument("--quiet", action="store_true", help="no progress bar")

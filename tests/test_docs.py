@@ -115,7 +115,7 @@ def test_pages_load_in_chromium_with_math_and_figures(server, site, tmp_path):
         if name in DERIVATION:
             assert dom.count("<mjx-container") >= 5, f"{name}: math was not typeset by MathJax"
             assert not re.search(r"\$\$[^<]{3,}\$\$", dom), f"{name}: raw $$...$$ left in the page"
-    for name in ("13_copy_ablations", "15_copy_scaling", "17_language_model", "19_vision"):
+    for name in ("13_copy_ablations", "15_copy_scaling", "18_language_model", "20_vision"):
         dom = browse(f"{server}/{name}.html", tmp_path)
         assert re.search(r'<img[^>]+src="[^"]*\.png"', dom), f"{name}: no figure"
 

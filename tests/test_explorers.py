@@ -28,13 +28,13 @@ def run_all_but_gpu(name: str) -> float:
 def test_explorers_notebook_runs_fast_and_writes_nothing():
     "Every cell, in under 2 minutes, from the shipped weights; results/ byte-identical afterwards."
     before = tree_digest(ROOT / "results")
-    seconds = run_all_but_gpu("20_explorers.ipynb")
-    assert tree_digest(ROOT / "results") == before, "executing 20_explorers changed files under results/"
-    assert seconds < 120, f"20_explorers took {seconds:.0f} s to execute"
+    seconds = run_all_but_gpu("21_explorers.ipynb")
+    assert tree_digest(ROOT / "results") == before, "executing 21_explorers changed files under results/"
+    assert seconds < 120, f"21_explorers took {seconds:.0f} s to execute"
 
 
 @pytest.mark.parametrize("name", ["06_relation_benchmark.ipynb", "08_model.ipynb", "13_copy_ablations.ipynb", "14_copy_curves.ipynb", "15_copy_scaling.ipynb",
-                                  "17_language_model.ipynb", "19_vision.ipynb"])
+                                  "16_mqar.ipynb", "18_language_model.ipynb", "20_vision.ipynb"])
 def test_experiment_notebook_with_slow_cells_writes_nothing(name):
     "The slow cells report the stored runs (no checkpoint needed) and re-measure only when RERUN = True."
     before = tree_digest(ROOT / "results")
