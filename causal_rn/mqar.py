@@ -44,7 +44,7 @@ def _check_mqar_args(seq_len, pairs, vocab_size, power_a):
         raise ValueError(f"{k} pairs need seq_len >= {4 * k} (2k context tokens, then k queries at even positions), "
                          f"got seq_len {T}; use at most {T // 4} pairs or a longer sequence")
     if V <= T: raise ValueError(f"vocab_size must exceed seq_len (zoology's rule), got vocab_size {V} and seq_len {T}; "
-                                f"use vocab_size >= {T + 1 + (T + 1) % 2}")
+                                f"use vocab_size >= {T + 1}")
 
 def _sample_excluding(excluded: Tensor, n: int, high: int, generator) -> Tensor:
     "(batch, n) tokens uniform over 0..high-1 minus each row's `excluded` tokens (batch, k), all distinct per row."
@@ -59,6 +59,9 @@ def mqar_batch(batch_size: int, seq_len: int, pairs: int, vocab_size: int, gener
     _check_mqar_args(seq_len, pairs, vocab_size, power_a); positive_int("batch_size", batch_size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
+    if device is not None:
+        try: torch.device(device)
+        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     B, T, k, half = batch_size, seq_len, pairs, vocab_size // 2
     pick = lambda n: torch.rand(B, n, generator=generator, dtype=torch.float64).argsort(-1)[:, :k]
     keys, values = 1 + pick(half - 1), half + pick(vocab_size - half)

@@ -50,6 +50,11 @@ def test_impossible_arguments_are_refused(args, message):
     with pytest.raises(ValueError, match=re.escape(message)): mqar_batch(*args)
 
 
+def test_bad_generator_and_device_are_refused():
+    with pytest.raises(TypeError, match="generator must be None or a torch.Generator"): mqar_batch(2, 32, 4, 64, generator=0)
+    with pytest.raises(ValueError, match="device must be a torch device"): mqar_batch(2, 32, 4, 64, device="tpu")
+
+
 def test_metrics_tell_recall_from_the_own_values_plateau():
     x, y = mqar_batch(500, 32, 4, 64, torch.Generator().manual_seed(1))
     oracle = torch.where(y != IGNORE, y, 0)
