@@ -31,8 +31,8 @@ def mqar_slots(seq_len: int, pairs: int) -> int:
 
 def query_weights(slots: int, power_a: float = 0.01) -> Tensor:
     "Probability of each query slot g = 0..slots-1, proportional to (g+1)^(a-1) (zoology's power law; a = 1 is uniform)."
-    w = torch.arange(1, slots + 1, dtype=torch.float64).pow(power_a - 1)
-    return w / w.sum()
+    log_w = (power_a - 1) * torch.arange(1, slots + 1, dtype=torch.float64).log()   # in logs: no overflow for a large a
+    return torch.softmax(log_w, 0)
 
 # %% ../nbs/16_mqar.ipynb #m0000010
 def _check_mqar_args(seq_len, pairs, vocab_size, power_a):

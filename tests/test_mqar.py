@@ -55,6 +55,12 @@ def test_bad_generator_and_device_are_refused():
     with pytest.raises(ValueError, match="device must be a torch device"): mqar_batch(2, 32, 4, 64, device="tpu")
 
 
+@pytest.mark.parametrize("a", [1e-9, 1.0, 1000.0])
+def test_extreme_query_spacing_still_makes_valid_batches(a):
+    x, y = mqar_batch(8, 64, 4, 128, torch.Generator().manual_seed(0), power_a=a)
+    assert ((y != IGNORE).sum(-1) == 4).all()
+
+
 def test_metrics_tell_recall_from_the_own_values_plateau():
     x, y = mqar_batch(500, 32, 4, 64, torch.Generator().manual_seed(1))
     oracle = torch.where(y != IGNORE, y, 0)
