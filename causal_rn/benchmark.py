@@ -24,92 +24,146 @@ __all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'peak_memory_m
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
 PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call)
-    "materialised": dict(impl="naive"),                     # the (B, T, T, H) form, as the authors' code computes it
-    "chunked": dict(impl="chunked"),                        # exact relation in bounded memory
-    "compiled": dict(impl="compiled"),                      # the same, tiles fused by torch.compile
-    "triton": dict(impl="triton"),                          # fused GPU kernels
-    "linear": dict(impl="linear", prenorm="approx"),        # Eq. 5 on approx-normalised sides: the O(T) alternative
-    "sdpa": None,                                           # causal softmax attention, one head of width H
+    "materialised": dict(impl="naive"),  # the (B, T, T, H) form, as the authors' code computes it
+    "chunked": dict(impl="chunked"),  # exact relation in bounded memory
+    "compiled": dict(impl="compiled"),  # the same, tiles fused by torch.compile
+    "triton": dict(impl="triton"),  # fused GPU kernels
+    "linear": dict(impl="linear", prenorm="approx"),  # Eq. 5 on approx-normalised sides: the O(T) alternative
+    "sdpa": None,  # causal softmax attention, one head of width H
 }
-EXACT_PROVIDERS = ("materialised", "chunked", "compiled", "triton")   # these compute B*T(T+1)/2*H exponentials
+EXACT_PROVIDERS = ("materialised", "chunked", "compiled", "triton")  # these compute B*T(T+1)/2*H exponentials
+
 
 def _status_mb(field: str) -> float | None:
     "A memory field of /proc/self/status (VmRSS: now, VmHWM: peak), in MB; None where there is no /proc."
-    try: text = open("/proc/self/status").read()
-    except OSError: return None
+    try:
+        text = open("/proc/self/status").read()
+    except OSError:
+        return None
     return int(re.search(field + r":\s+(\d+) kB", text).group(1)) / 1024
+
 
 def peak_memory_mb() -> float | None:
     "This process's peak resident memory (since start or the last `reset_peak_memory`), in MB; None off Linux."
     return _status_mb("VmHWM")
 
+
 def reset_peak_memory() -> float | None:
     "Reset this process's peak resident memory to its current value (Linux); return the current value in MB."
     try:
-        with open("/proc/self/clear_refs", "w") as f: f.write("5")
-    except OSError: return None
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
     return _status_mb("VmRSS")
+
 
 def available(provider: str, device: str = "cpu") -> str | None:
     "None if `provider` can run on `device`, else the reason it cannot."
     if provider == "triton":
-        if device != "cuda": return "needs a CUDA GPU"
-        try: import triton  # noqa: F401
-        except ImportError: return "triton is not installed"
+        if device != "cuda":
+            return "needs a CUDA GPU"
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "triton is not installed"
     return None
 
+
 def _call(provider: str, q, p, v):
-    if provider == "sdpa": return F.scaled_dot_product_attention(q[:, None], p[:, None], v[:, None], is_causal=True)[:, 0]
+    if provider == "sdpa":
+        return F.scaled_dot_product_attention(q[:, None], p[:, None], v[:, None], is_causal=True)[:, 0]
     return relation(q, p, **PROVIDERS[provider])
 
 # %% ../nbs/06_relation_benchmark.ipynb #08c9f995
-def measure(provider: str, B: int, T: int, H: int, backward: bool = True, repeats: int = 3, seed: int = 0,
-            budget_s: float = 20.0, return_results: bool = False, device: str = "cpu") -> dict:
+def measure(
+    provider: str,
+    B: int,
+    T: int,
+    H: int,
+    backward: bool = True,
+    repeats: int = 3,
+    seed: int = 0,
+    budget_s: float = 20.0,
+    return_results: bool = False,
+    device: str = "cpu",
+) -> dict:
     "Time and peak-memory growth of one provider at shape (B, T, H) in this process."
     gen = torch.Generator().manual_seed(seed)
     q, p, v, grad = (torch.randn(B, T, H, generator=gen).to(device) for _ in range(4))
-    q.requires_grad_(backward); p.requires_grad_(backward); v.requires_grad_(backward and provider == "sdpa")
+    q.requires_grad_(backward)
+    p.requires_grad_(backward)
+    v.requires_grad_(backward and provider == "sdpa")
     cuda = device == "cuda"
+
     def run(q, p, v, grad):
         y = _call(provider, q, p, v)
-        if backward: y.backward(grad)
-        if cuda: torch.cuda.synchronize()
+        if backward:
+            y.backward(grad)
+        if cuda:
+            torch.cuda.synchronize()
         return y
+
     small = [t[:, :64].detach().clone().requires_grad_(t.requires_grad) for t in (q, p, v, grad)]
-    run(*small)                                                         # start thread pools and autograd, then the baseline
+    run(*small)  # start thread pools and autograd, then the baseline
     del small
-    if cuda: torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated() / 2**20
-    else: base = reset_peak_memory()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    else:
+        base = reset_peak_memory()
     times, start = [], time.perf_counter()
-    for _ in range(repeats + 1):                                       # the first run is a warm-up
+    for _ in range(repeats + 1):  # the first run is a warm-up
         q.grad = p.grad = v.grad = None
         t0 = time.perf_counter()
         y = run(q, p, v, grad)
         times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s: break               # a slow provider: one or two runs are enough
+        if time.perf_counter() - start > budget_s:
+            break  # a slow provider: one or two runs are enough
     timed = times[1:] or times
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_memory_mb()
-    n_exp = B * T * (T + 1) // 2 * H * (2 if backward else 1)          # the backward recomputes every exp
-    out = dict(provider=provider, B=B, T=T, H=H, passes="forward+backward" if backward else "forward",
-               status="ok", time_s=min(timed), times_s=times, runs=len(times),
-               peak_extra_mb=None if base is None else round(peak - base, 1),
-               exps_per_s=n_exp / min(timed) if provider in EXACT_PROVIDERS else None)
+    n_exp = B * T * (T + 1) // 2 * H * (2 if backward else 1)  # the backward recomputes every exp
+    out = dict(
+        provider=provider,
+        B=B,
+        T=T,
+        H=H,
+        passes="forward+backward" if backward else "forward",
+        status="ok",
+        time_s=min(timed),
+        times_s=times,
+        runs=len(times),
+        peak_extra_mb=None if base is None else round(peak - base, 1),
+        exps_per_s=n_exp / min(timed) if provider in EXACT_PROVIDERS else None,
+    )
     if return_results:
         out["results"] = [t.detach().cpu().clone() for t in ([y, q.grad, p.grad] if backward else [y])]
     return out
 
+
 def _isolated(kwargs: dict, mem_limit_gb: float | None) -> dict:
-    if mem_limit_gb: resource.setrlimit(resource.RLIMIT_AS, (int(mem_limit_gb * 2**30),) * 2)
-    try: return measure(**kwargs)
+    if mem_limit_gb:
+        resource.setrlimit(resource.RLIMIT_AS, (int(mem_limit_gb * 2**30),) * 2)
+    try:
+        return measure(**kwargs)
     except (RuntimeError, MemoryError) as e:
-        if "alloc" not in str(e).lower() and "out of memory" not in str(e).lower() and not isinstance(e, MemoryError): raise
-        return dict(provider=kwargs["provider"], B=kwargs["B"], T=kwargs["T"], H=kwargs["H"],
-                    passes="forward+backward" if kwargs.get("backward", True) else "forward",
-                    status="out of memory", error=str(e).splitlines()[0][:200])
+        if "alloc" not in str(e).lower() and "out of memory" not in str(e).lower() and not isinstance(e, MemoryError):
+            raise
+        return dict(
+            provider=kwargs["provider"],
+            B=kwargs["B"],
+            T=kwargs["T"],
+            H=kwargs["H"],
+            passes="forward+backward" if kwargs.get("backward", True) else "forward",
+            status="out of memory",
+            error=str(e).splitlines()[0][:200],
+        )
+
 
 def measure_isolated(mem_limit_gb: float | None = None, **kwargs) -> dict:
     "`measure` in a fresh process, under an address-space limit of `mem_limit_gb` GiB (None: no limit; CPU only)."
-    if kwargs.get("device") == "cuda": mem_limit_gb = None            # CUDA needs a large address space
+    if kwargs.get("device") == "cuda":
+        mem_limit_gb = None  # CUDA needs a large address space
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(_isolated, kwargs, mem_limit_gb).result()
 
@@ -119,50 +173,102 @@ def exp_ceilings(n: int, repeats: int = 3) -> dict:
     x = torch.randn(n)
     one_tensor = min(_timed(lambda: torch.exp(x)) for _ in range(repeats))
     del x
-    buf = torch.randn(3 * 2**18); out = torch.empty_like(buf)
+    buf = torch.randn(3 * 2**18)
+    out = torch.empty_like(buf)
+
     def stream():
-        for _ in range(200): torch.exp(buf, out=out)
+        for _ in range(200):
+            torch.exp(buf, out=out)
+
     in_cache = min(_timed(stream) for _ in range(repeats))
     return dict(n=n, one_tensor_s=one_tensor, in_cache_exps_per_s=200 * buf.numel() / in_cache)
 
+
 def _timed(fn) -> float:
-    t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 # %% ../nbs/06_relation_benchmark.ipynb #5ffd0e05
-def training_throughput(kind: str, d_model: int = 64, n_blocks: int = 4, batch: int = 32, T: int = 66,
-                        steps: int = 5, device: str = "cpu", **config) -> dict:
+def training_throughput(
+    kind: str,
+    d_model: int = 64,
+    n_blocks: int = 4,
+    batch: int = 32,
+    T: int = 66,
+    steps: int = 5,
+    device: str = "cpu",
+    **config,
+) -> dict:
     "Tokens per second of forward + backward + AdamW step for one model kind (random token ids)."
     from causal_rn.model import ModelConfig, build_model, count_params
+
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, vocab_size=29, context=T, d_model=d_model, n_blocks=n_blocks, **config)).to(device)
+    model = build_model(
+        ModelConfig(kind=kind, vocab_size=29, context=T, d_model=d_model, n_blocks=n_blocks, **config)
+    ).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
     idx = torch.randint(0, 29, (batch, T), device=device)
+
     def step():
         loss = F.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
-        opt.zero_grad(); loss.backward(); opt.step()
-        if device == "cuda": torch.cuda.synchronize()
-    step(); step()                                                                    # warm-up
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    step()  # warm-up
     seconds = min(_timed(step) for _ in range(steps))
-    return dict(kind=kind, d_model=d_model, n_blocks=n_blocks, batch=batch, T=T, params=count_params(model),
-                step_s=seconds, tokens_per_s=batch * T / seconds)
+    return dict(
+        kind=kind,
+        d_model=d_model,
+        n_blocks=n_blocks,
+        batch=batch,
+        T=T,
+        params=count_params(model),
+        step_s=seconds,
+        tokens_per_s=batch * T / seconds,
+    )
 
 # %% ../nbs/06_relation_benchmark.ipynb #84ef91af
 def _max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
+
 def benchmark_cases(quick: bool = False) -> list[tuple]:
     "(case, B, T, H, passes) of the suite; `quick`: tiny shapes that only check the code runs."
-    if quick: return [("copy", 2, 34, 16, (True, False)), ("target", 1, 32, 24, (True, False)),
-                      ("lm", 1, 16, 96, (True,)), ("sweep", 1, 64, 16, (True,)), ("sweep", 1, 128, 16, (True,))]
-    return ([("copy", 8, 514, 192, (True, False)), ("target", 1, 512, 768, (True, False)), ("lm", 1, 256, 3072, (True, False))]
-            + [("sweep", 1, T, 192, (True,)) for T in (256, 512, 1024, 2048, 4096, 8192)])
+    if quick:
+        return [
+            ("copy", 2, 34, 16, (True, False)),
+            ("target", 1, 32, 24, (True, False)),
+            ("lm", 1, 16, 96, (True,)),
+            ("sweep", 1, 64, 16, (True,)),
+            ("sweep", 1, 128, 16, (True,)),
+        ]
+    return [
+        ("copy", 8, 514, 192, (True, False)),
+        ("target", 1, 512, 768, (True, False)),
+        ("lm", 1, 256, 3072, (True, False)),
+    ] + [("sweep", 1, T, 192, (True,)) for T in (256, 512, 1024, 2048, 4096, 8192)]
 
-def run_benchmark(quick: bool = False, repeats: int = 3, mem_limit_gb: float | None = None, device: str = "cpu",
-                  training: bool = True, providers: tuple = tuple(PROVIDERS), log=print) -> dict:
+
+def run_benchmark(
+    quick: bool = False,
+    repeats: int = 3,
+    mem_limit_gb: float | None = None,
+    device: str = "cpu",
+    training: bool = True,
+    providers: tuple = tuple(PROVIDERS),
+    log=print,
+) -> dict:
     "Every provider at every shape of the suite, the exp ceilings, training throughput; a results dict."
     unknown = set(providers) - set(PROVIDERS)
-    if unknown: raise ValueError(f"unknown providers {sorted(unknown)}; choose from {list(PROVIDERS)}")
-    if "materialised" not in providers: raise ValueError("the materialised provider is the reference; keep it in providers")
+    if unknown:
+        raise ValueError(f"unknown providers {sorted(unknown)}; choose from {list(PROVIDERS)}")
+    if "materialised" not in providers:
+        raise ValueError("the materialised provider is the reference; keep it in providers")
     if mem_limit_gb is None:
         mem_limit_gb = 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     rows = []
@@ -171,10 +277,27 @@ def run_benchmark(quick: bool = False, repeats: int = 3, mem_limit_gb: float | N
             res = {}
             for prov in providers:
                 why = available(prov, device)
-                if why: r = dict(provider=prov, B=B, T=T, H=H, passes="forward+backward" if backward else "forward",
-                                 status=f"not run: {why}")
-                else: r = measure_isolated(mem_limit_gb=mem_limit_gb, repeats=repeats, provider=prov, B=B, T=T, H=H,
-                                           backward=backward, return_results=case != "sweep", device=device)
+                if why:
+                    r = dict(
+                        provider=prov,
+                        B=B,
+                        T=T,
+                        H=H,
+                        passes="forward+backward" if backward else "forward",
+                        status=f"not run: {why}",
+                    )
+                else:
+                    r = measure_isolated(
+                        mem_limit_gb=mem_limit_gb,
+                        repeats=repeats,
+                        provider=prov,
+                        B=B,
+                        T=T,
+                        H=H,
+                        backward=backward,
+                        return_results=case != "sweep",
+                        device=device,
+                    )
                 res[prov] = r = dict(case=case, **r)
                 msg = r["status"] if r["status"] != "ok" else f"{r['time_s']:.3f} s, +{r['peak_extra_mb']} MB"
                 log(f"{case:>6} {r['passes']:>16} {prov:>12}  B={B} T={T} H={H}: {msg}")
@@ -184,52 +307,79 @@ def run_benchmark(quick: bool = False, repeats: int = 3, mem_limit_gb: float | N
                 if prov in res and ref["status"] == res[prov]["status"] == "ok" and "results" in ref:
                     names = ["output", "grad q", "grad p"]
                     res[prov]["max_rel_diff_vs_materialised"] = {
-                        n: _max_rel_diff(a, b) for n, a, b in zip(names, res[prov]["results"], ref["results"])}
-            for r in res.values(): r.pop("results", None)
+                        n: _max_rel_diff(a, b) for n, a, b in zip(names, res[prov]["results"], ref["results"])
+                    }
+            for r in res.values():
+                r.pop("results", None)
     target = next(c for c in benchmark_cases(quick) if c[0] == "target")
     ceilings = exp_ceilings(target[1] * target[2] * (target[2] + 1) // 2 * target[3])
-    log(f"exp ceilings: one tensor of {ceilings['n']:,} elements {ceilings['one_tensor_s']:.3f} s; "
-        f"in cache {ceilings['in_cache_exps_per_s']:.2e} exp/s")
+    log(
+        f"exp ceilings: one tensor of {ceilings['n']:,} elements {ceilings['one_tensor_s']:.3f} s; "
+        f"in cache {ceilings['in_cache_exps_per_s']:.2e} exp/s"
+    )
     throughput = []
     if training:
         for kind in ("causal_rn", "linear_causal_rn", "transformer", "linear_transformer"):
             kw = dict(d_model=16, n_blocks=1, batch=4, T=18, steps=2) if quick else {}
             throughput.append(training_throughput(kind, device=device, **kw))
             log(f"training {kind:>19}: {throughput[-1]['tokens_per_s']:,.0f} tokens/s")
-    out = dict(machine(device), quick=quick, mem_limit_gb=round(mem_limit_gb, 1), rows=rows, exp_ceilings=ceilings,
-               training=throughput)
+    out = dict(
+        machine(device),
+        quick=quick,
+        mem_limit_gb=round(mem_limit_gb, 1),
+        rows=rows,
+        exp_ceilings=ceilings,
+        training=throughput,
+    )
     out["ratios"] = ratios(out)
     return out
 
 # %% ../nbs/06_relation_benchmark.ipynb #06b0f001
 def speed_words(ratio: float, than: str) -> str:
-    "A speed-up (the other's time / this one's) in words: '18.3x faster than X', '1.1x slower than X', 'as fast as X (within 5%)'."
-    if 1 / 1.05 < ratio < 1.05: return f"as fast as {than} (within 5%)"
+    """A speed-up (the other's time / this one's) in words: '18.3x faster than X', '1.1x slower than X', 'as fast as X
+    (within 5%)'."""
+    if 1 / 1.05 < ratio < 1.05:
+        return f"as fast as {than} (within 5%)"
     return f"{ratio:.1f}x faster than {than}" if ratio > 1 else f"{1 / ratio:.1f}x slower than {than}"
+
 
 def megabytes(mb: float | None) -> str:
     "An amount of memory in MB as text: '< 0.1 MB', '8.8 MB', '27 MB', '10.6 GB'."
-    if mb is None: return "not measured"
-    if mb < 0.1: return "< 0.1 MB"
-    if mb < 10: return f"{mb:.1f} MB"
+    if mb is None:
+        return "not measured"
+    if mb < 0.1:
+        return "< 0.1 MB"
+    if mb < 10:
+        return f"{mb:.1f} MB"
     return f"{mb:.0f} MB" if mb < 1024 else f"{mb / 1024:.1f} GB"
+
 
 def memory_words(mb: float | None, ref_mb: float | None) -> str:
     "Extra memory against the reference's: '27 MB vs 10.6 GB (404x less)'; amounts under 1 MB are bounds, not ratios."
     text = f"{megabytes(mb)} vs {megabytes(ref_mb)}"
-    if mb is None or ref_mb is None: return text
-    if max(mb, ref_mb) < 1: return text + " (both under 1 MB: too small to compare)"
-    if mb < 1: return text + f" (at least {ref_mb:.0f}x less)"
-    if ref_mb < 1: return text + f" (at least {mb:.0f}x more)"
+    if mb is None or ref_mb is None:
+        return text
+    if max(mb, ref_mb) < 1:
+        return text + " (both under 1 MB: too small to compare)"
+    if mb < 1:
+        return text + f" (at least {ref_mb:.0f}x less)"
+    if ref_mb < 1:
+        return text + f" (at least {mb:.0f}x more)"
     ratio = ref_mb / mb
-    if 1 / 1.05 < ratio < 1.05: return text + " (about the same)"
-    if ratio > 1: return text + (f" ({ratio:.0f}x less)" if ratio >= 10 else f" ({ratio:.1f}x less)")
+    if 1 / 1.05 < ratio < 1.05:
+        return text + " (about the same)"
+    if ratio > 1:
+        return text + (f" ({ratio:.0f}x less)" if ratio >= 10 else f" ({ratio:.1f}x less)")
     return text + f" ({1 / ratio:.1f}x more)"
 
 # %% ../nbs/06_relation_benchmark.ipynb #8be9bf81
 def _row(res: dict, case: str, passes: str, provider: str, T: int | None = None) -> dict:
-    return next(r for r in res["rows"] if (r["case"], r["passes"], r["provider"]) == (case, passes, provider)
-                and (T is None or r["T"] == T))
+    return next(
+        r
+        for r in res["rows"]
+        if (r["case"], r["passes"], r["provider"]) == (case, passes, provider) and (T is None or r["T"] == T)
+    )
+
 
 def ratios(res: dict) -> dict:
     "Speed-up and memory ratios of each provider over materialised (and over SDPA), per non-sweep case and pass."
@@ -238,122 +388,197 @@ def ratios(res: dict) -> dict:
         ref = _row(res, case, passes, "materialised")
         sdpa = _row(res, case, passes, "sdpa") if "sdpa" in measured else dict(status="not run")
         for prov in ("chunked", "compiled", "triton", "linear"):
-            if prov not in measured: continue
+            if prov not in measured:
+                continue
             r = _row(res, case, passes, prov)
-            if r["status"] != "ok": continue
+            if r["status"] != "ok":
+                continue
             entry = dict(vs_sdpa=r["time_s"] / sdpa["time_s"] if sdpa["status"] == "ok" else None)
             if ref["status"] == "ok":
                 mems = ref["peak_extra_mb"], r["peak_extra_mb"]
-                entry.update(time=ref["time_s"] / r["time_s"],
-                             memory=None if None in mems else mems[0] / max(mems[1], 1.0))   # under 1 MB counts as 1
+                entry.update(
+                    time=ref["time_s"] / r["time_s"], memory=None if None in mems else mems[0] / max(mems[1], 1.0)
+                )  # under 1 MB counts as 1
             out[f"{case} {passes}: {prov}"] = entry
     return dict(sorted(out.items()))
 
+
 def format_ratios(res: dict) -> str:
-    "The ratios as text lines, each read one way: faster or slower than materialised, extra memory against it, faster or slower than SDPA."
+    """The ratios as text lines, each read one way: faster or slower than materialised, extra memory against it, faster
+    or slower than SDPA."""
     lines = []
     for k, v in res["ratios"].items():
         (case, passes), provider = k.split(": ")[0].split(" ", 1), k.split(": ")[1]
         parts = []
-        if v.get("time") is not None: parts.append(speed_words(v["time"], "materialised"))
+        if v.get("time") is not None:
+            parts.append(speed_words(v["time"], "materialised"))
         if v.get("memory") is not None:
             mems = [_row(res, case, passes, prov)["peak_extra_mb"] for prov in (provider, "materialised")]
             parts.append("extra memory " + memory_words(*mems))
-        if v.get("vs_sdpa") is not None: parts.append(speed_words(1 / v["vs_sdpa"], "SDPA"))
+        if v.get("vs_sdpa") is not None:
+            parts.append(speed_words(1 / v["vs_sdpa"], "SDPA"))
         lines.append(f"{k:>33}: " + ", ".join(parts))
     return "\n".join(lines)
 
 # %% ../nbs/06_relation_benchmark.ipynb #c0de0002
-CONTENTION_SETTINGS = {   # name -> environment of the measuring process (libgomp reads it when torch loads)
+CONTENTION_SETTINGS = {  # name -> environment of the measuring process (libgomp reads it when torch loads)
     "parallel ops (before)": dict(CAUSAL_RN_TILE_THREADS="ops"),
     "tiles shared when busy (now)": dict(CAUSAL_RN_TILE_THREADS="auto"),
     "passive waiting": dict(CAUSAL_RN_TILE_THREADS="ops", OMP_WAIT_POLICY="PASSIVE"),
 }
 _SETTING_VARS = ("CAUSAL_RN_TILE_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
+
 def busy_process() -> subprocess.Popen:
     "One CPU-bound competitor: a Python busy loop on one thread (kill it when done)."
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
-def _median(xs): return sorted(xs)[len(xs) // 2]
+
+def _median(xs):
+    return sorted(xs)[len(xs) // 2]
+
 
 def _measure_under(setting: str, busy: bool, **kwargs) -> dict:
     "`measure_isolated` in a process with the environment of `setting`, beside a busy process if `busy`."
     saved = {k: os.environ.pop(k, None) for k in _SETTING_VARS}
-    os.environ.update(CONTENTION_SETTINGS[setting])             # the spawned process inherits it before loading torch
+    os.environ.update(CONTENTION_SETTINGS[setting])  # the spawned process inherits it before loading torch
     competitor = busy_process() if busy else None
     try:
-        if competitor is not None: time.sleep(0.5)               # let it start, and the load detector see it
+        if competitor is not None:
+            time.sleep(0.5)  # let it start, and the load detector see it
         return measure_isolated(**kwargs)
     finally:
-        if competitor is not None: competitor.kill(); competitor.wait()
-        for k in _SETTING_VARS: os.environ.pop(k, None)
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+        for k in _SETTING_VARS:
+            os.environ.pop(k, None)
         os.environ.update({k: v for k, v in saved.items() if v is not None})
 
-def contention_ratios(cases=(("copy", 2, 514, 192), ("target", 1, 512, 768)), providers=("chunked", "compiled", "materialised", "sdpa"),
-                      repeats: int = 3, log=print) -> list[dict]:
+
+def contention_ratios(
+    cases=(("copy", 2, 514, 192), ("target", 1, 512, 768)),
+    providers=("chunked", "compiled", "materialised", "sdpa"),
+    repeats: int = 3,
+    log=print,
+) -> list[dict]:
     "Median forward+backward time of each provider, quiet and beside one busy process, in each setting; the slowdowns."
     rows = []
     for case, B, T, H in cases:
         for provider in providers:
             settings = list(CONTENTION_SETTINGS) if provider == "chunked" else list(CONTENTION_SETTINGS)[1:]
             for setting in settings:
-                quiet, loaded = (_measure_under(setting, busy, provider=provider, B=B, T=T, H=H, repeats=repeats, budget_s=300)
-                                 for busy in (False, True))                   # (the first, untimed run compiles)
+                quiet, loaded = (
+                    _measure_under(setting, busy, provider=provider, B=B, T=T, H=H, repeats=repeats, budget_s=300)
+                    for busy in (False, True)
+                )  # (the first, untimed run compiles)
                 if quiet["status"] != "ok" or loaded["status"] != "ok":
-                    rows.append(dict(case=case, provider=provider, setting=setting, status=f"{quiet['status']} / {loaded['status']}"))
+                    rows.append(
+                        dict(
+                            case=case,
+                            provider=provider,
+                            setting=setting,
+                            status=f"{quiet['status']} / {loaded['status']}",
+                        )
+                    )
                     continue
-                q, b = _median(quiet["times_s"][1:] or quiet["times_s"]), _median(loaded["times_s"][1:] or loaded["times_s"])
-                rows.append(dict(case=case, B=B, T=T, H=H, provider=provider, setting=setting, status="ok",
-                                 quiet_s=round(q, 4), busy_s=round(b, 4), slowdown=round(b / q, 2)))
-                log(f"{case:>6} {provider:>12} {setting:>28}: quiet {q:.3f} s, beside a busy process {b:.3f} s ({b / q:.2f}x)")
+                q, b = (
+                    _median(quiet["times_s"][1:] or quiet["times_s"]),
+                    _median(loaded["times_s"][1:] or loaded["times_s"]),
+                )
+                rows.append(
+                    dict(
+                        case=case,
+                        B=B,
+                        T=T,
+                        H=H,
+                        provider=provider,
+                        setting=setting,
+                        status="ok",
+                        quiet_s=round(q, 4),
+                        busy_s=round(b, 4),
+                        slowdown=round(b / q, 2),
+                    )
+                )
+                log(
+                    f"{case:>6} {provider:>12} {setting:>28}: quiet {q:.3f} s, beside a busy process {b:.3f} s "
+                    f"({b / q:.2f}x)"
+                )
     return rows
+
 
 def run_contention(quick: bool = False, repeats: int = 3, log=print) -> dict:
     "The contention measurements as a results dict (`quick`: one tiny shape, to check that it runs)."
     cases = (("copy", 1, 64, 32),) if quick else (("copy", 2, 514, 192), ("target", 1, 512, 768))
-    return dict(machine("cpu"), quick=quick, competitor="one Python busy loop (one thread)",
-                rows=contention_ratios(cases, repeats=repeats, log=log))
+    return dict(
+        machine("cpu"),
+        quick=quick,
+        competitor="one Python busy loop (one thread)",
+        rows=contention_ratios(cases, repeats=repeats, log=log),
+    )
 
 # %% ../nbs/06_relation_benchmark.ipynb #22e64d13
 def write_results(res: dict, out: str | Path) -> Path:
     "Write a results dict as JSON (atomically), creating the folder."
     return write_json(out, res)
 
+
 def default_out(device: str, quick: bool, contention: bool = False) -> Path:
     "Where `causal-rn-bench` writes by default: the stored result, or (quick) a smoke test's file that git ignores."
     name = f"{'contention-' if contention else ''}{device}"
-    return Path("runs/relation_bench") / f"{name}-quick.json" if quick else Path("results/relation_bench") / f"{name}.json"
+    return (
+        Path("runs/relation_bench") / f"{name}-quick.json" if quick else Path("results/relation_bench") / f"{name}.json"
+    )
+
 
 @call_parse
-def main(out: str = None,         # where to write the results (JSON); default results/relation_bench/<device>.json (--quick: runs/...)
-         overwrite: bool = False, # replace the results file if it exists
-         quick: bool = False,     # tiny shapes: checks that the benchmark runs, proves nothing about speed
-         repeats: int = 3,        # timed runs per measurement after one warm-up (fewer when a run is slow)
-         mem_limit_gb: float = None,  # address-space limit per CPU measurement, GiB (default: 80% of RAM)
-         device: str = "cpu",     # "cpu" or "cuda"
-         providers: str = ",".join(PROVIDERS),  # comma-separated subset of the providers (materialised is required)
-         no_training: bool = False,  # skip the training-throughput part
-         contention: bool = False):  # instead: each provider quiet and beside a busy process (results/relation_bench/contention-cpu.json)
+def main(
+    # where to write the results (JSON); default results/relation_bench/<device>.json (--quick: runs/...)
+    out: str = None,
+    overwrite: bool = False,  # replace the results file if it exists
+    quick: bool = False,  # tiny shapes: checks that the benchmark runs, proves nothing about speed
+    repeats: int = 3,  # timed runs per measurement after one warm-up (fewer when a run is slow)
+    mem_limit_gb: float = None,  # address-space limit per CPU measurement, GiB (default: 80% of RAM)
+    device: str = "cpu",  # "cpu" or "cuda"
+    providers: str = ",".join(PROVIDERS),  # comma-separated subset of the providers (materialised is required)
+    no_training: bool = False,  # skip the training-throughput part
+    contention: bool = False,
+):  # instead: each provider quiet and beside a busy process (results/relation_bench/contention-cpu.json)
     "Benchmark the relation operator's implementations and the models' training throughput; print the ratios."
     from causal_rn.checks import finite_float, one_of, positive_int
-    try:                                                        # every option, and the output file, before any work
+
+    try:  # every option, and the output file, before any work
         positive_int("--repeats", repeats)
         if mem_limit_gb is not None and finite_float("--mem_limit_gb", mem_limit_gb) < 1:
-            raise ValueError(f"--mem_limit_gb must be at least 1 (GiB), got {mem_limit_gb!r}: each measurement runs in a fresh "
-                             "Python process, and Python with torch alone maps about 0.65 GiB (measured on the 2-core CPU "
-                             "machine, where --quick needs a limit of 0.75); leave it out for 80% of the RAM")
+            raise ValueError(
+                f"--mem_limit_gb must be at least 1 (GiB), got {mem_limit_gb!r}: each measurement runs in a fresh "
+                "Python process, and Python with torch alone maps about 0.65 GiB (measured on the 2-core CPU "
+                "machine, where --quick needs a limit of 0.75); leave it out for 80% of the RAM"
+            )
         one_of("--device", device, ("cpu", "cuda"))
-        if device == "cuda" and not torch.cuda.is_available(): raise ValueError("--device cuda: no CUDA GPU is visible")
-        if contention and device != "cpu": raise ValueError("--contention measures CPU threads; use --device cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA GPU is visible")
+        if contention and device != "cpu":
+            raise ValueError("--contention measures CPU threads; use --device cpu")
         path = check_new_file(out or default_out(device, quick, contention), overwrite)
-    except ValueError as e: print(f"causal-rn-bench: {e}", file=sys.stderr); raise SystemExit(2)
+    except ValueError as e:
+        print(f"causal-rn-bench: {e}", file=sys.stderr)
+        raise SystemExit(2)
     if contention:
         write_results(run_contention(quick, repeats), path)
-        print(f"written to {path}"); return
-    try: res = run_benchmark(quick=quick, repeats=repeats, mem_limit_gb=mem_limit_gb, device=device,
-                             training=not no_training, providers=tuple(p.strip() for p in providers.split(",") if p.strip()))
-    except ValueError as e: raise SystemExit(f"causal-rn-bench: {e}")
+        print(f"written to {path}")
+        return
+    try:
+        res = run_benchmark(
+            quick=quick,
+            repeats=repeats,
+            mem_limit_gb=mem_limit_gb,
+            device=device,
+            training=not no_training,
+            providers=tuple(p.strip() for p in providers.split(",") if p.strip()),
+        )
+    except ValueError as e:
+        raise SystemExit(f"causal-rn-bench: {e}")
     write_results(res, path)
     print(f"\n{res['device']}, torch {res['torch']}, {res['date']}")
     print(format_ratios(res))

@@ -25,6 +25,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     B, T, D = x.shape
     return x.reshape(B, T, n_heads, D // n_heads).transpose(1, 2).reshape(B * n_heads, T, D // n_heads)
 
+
 def merge_heads(x: Tensor, n_heads: int) -> Tensor:
     "(B * n_heads, T, D / n_heads) -> (B, T, D), the inverse of `split_heads`."
     BH, T, d = x.shape
@@ -33,45 +34,64 @@ def merge_heads(x: Tensor, n_heads: int) -> Tensor:
 # %% ../nbs/07_blocks.ipynb #9bb5f79b
 class RelationBlock(nn.Module):
     "Residual relation block: `x + W_out postnorm(relation(W_right mu(x) + b_in, W_left mu(x))) + b_out`."
-    def __init__(self, d_model: int, d_hidden: int, n_heads: int = 1, spec: RelationSpec = RelationSpec(),
-                 postnorm: bool = True, impl: str = "auto", recurrent: bool = False):
+
+    def __init__(
+        self,
+        d_model: int,
+        d_hidden: int,
+        n_heads: int = 1,
+        spec: RelationSpec = RelationSpec(),
+        postnorm: bool = True,
+        impl: str = "auto",
+        recurrent: bool = False,
+    ):
         super().__init__()
         _check_block(d_model, d_hidden, n_heads, d_hidden, "d_hidden")
-        if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
+        if not isinstance(spec, RelationSpec):
+            raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
         if real_bool("recurrent", recurrent) and not spec.decomposable:
-            raise ValueError(f"recurrent=True continues Eq. 5's constant-size state, which needs act='exp' and prenorm "
-                             f"'approx' or 'none', got act={spec.act!r}, prenorm={spec.prenorm!r}")
-        self.to_q = nn.Linear(d_model, d_hidden, bias=True)     # output side: q_j = W_right h_j + b_in
-        self.to_p = nn.Linear(d_model, d_hidden, bias=False)    # memory side: p_i = W_left h_i
-        self.proj = nn.Linear(d_hidden, d_model, bias=True)     # W_out, b_out: an output layer (scaled init)
+            raise ValueError(
+                f"recurrent=True continues Eq. 5's constant-size state, which needs act='exp' and prenorm "
+                f"'approx' or 'none', got act={spec.act!r}, prenorm={spec.prenorm!r}"
+            )
+        self.to_q = nn.Linear(d_model, d_hidden, bias=True)  # output side: q_j = W_right h_j + b_in
+        self.to_p = nn.Linear(d_model, d_hidden, bias=False)  # memory side: p_i = W_left h_i
+        self.proj = nn.Linear(d_hidden, d_model, bias=True)  # W_out, b_out: an output layer (scaled init)
         self.spec, self.mu, self.eps, self.n_heads = spec, get_norm(spec.norm), spec.eps, n_heads
         self.postnorm, self.impl = real_bool("postnorm", postnorm), one_of("impl", impl, IMPLS)
-        self.recurrent = recurrent                              # cache a constant-size state instead of a pool
+        self.recurrent = recurrent  # cache a constant-size state instead of a pool
 
     def forward(self, x: Tensor, cache: dict | None = None) -> Tensor:
-        h = self.mu(x, self.eps)                                                 # (B, T, d_e)
-        q = split_heads(self.to_q(h), self.n_heads)                              # (B*nh, T, d_h/nh)
+        h = self.mu(x, self.eps)  # (B, T, d_e)
+        q = split_heads(self.to_q(h), self.n_heads)  # (B*nh, T, d_h/nh)
         p = split_heads(self.to_p(h), self.n_heads)
-        if cache is None: y = relation(q, p, impl=self.impl, spec=self.spec)
-        elif not self.spec.causal: raise ValueError("a bidirectional relation block cannot decode incrementally")
-        elif self.recurrent: y = self._continue_state(q, p, cache)
-        else: y = self._read_pool(q, p, cache)
-        y = merge_heads(y, self.n_heads)                                         # (B, T, d_h)
-        if self.postnorm: y = self.mu(y, self.eps)
+        if cache is None:
+            y = relation(q, p, impl=self.impl, spec=self.spec)
+        elif not self.spec.causal:
+            raise ValueError("a bidirectional relation block cannot decode incrementally")
+        elif self.recurrent:
+            y = self._continue_state(q, p, cache)
+        else:
+            y = self._read_pool(q, p, cache)
+        y = merge_heads(y, self.n_heads)  # (B, T, d_h)
+        if self.postnorm:
+            y = self.mu(y, self.eps)
         return x + self.proj(y)
 
     def _read_pool(self, q: Tensor, p: Tensor, cache: dict) -> Tensor:
         "Memory pool: append the new memory sides, then compute the new rows against the whole pool."
         first = "pool" not in cache
-        cache["pool"] = p if first else torch.cat([cache["pool"], p], 1)        # (B*nh, t, d_h/nh)
-        if first: return relation(q, p, impl=self.impl, spec=self.spec)         # the prompt: all rows, in parallel
+        cache["pool"] = p if first else torch.cat([cache["pool"], p], 1)  # (B*nh, t, d_h/nh)
+        if first:
+            return relation(q, p, impl=self.impl, spec=self.spec)  # the prompt: all rows, in parallel
         return relation_rows(q, cache["pool"], spec=self.spec)
 
     def _continue_state(self, q: Tensor, p: Tensor, cache: dict) -> Tensor:
         "Constant-size state: log sum_i exp(mu(p_i)) and the count; Eq. 5 continued token by token, in log space."
-        if self.spec.prenorm == "approx": q, p = self.mu(q, self.eps), self.mu(p, self.eps)
+        if self.spec.prenorm == "approx":
+            q, p = self.mu(q, self.eps), self.mu(p, self.eps)
         start, T = cache.get("count", 0), q.shape[1]
-        log_memory = causal_log_memory(p, cache.get("log_memory"))              # (B*nh, T, d_h/nh)
+        log_memory = causal_log_memory(p, cache.get("log_memory"))  # (B*nh, T, d_h/nh)
         cache["log_memory"], cache["count"] = log_memory[:, -1], start + T
         counts = torch.arange(start + 1, start + T + 1, device=q.device, dtype=q.dtype)
         return from_log(q + log_memory - counts.log()[:, None], self.spec.stable)
@@ -79,56 +99,77 @@ class RelationBlock(nn.Module):
 # %% ../nbs/07_blocks.ipynb #07b1c001
 def _check_block(d_model: int, d_hidden: int, n_heads: int, width: int, width_name: str):
     "Sizes are positive ints, and the heads split `width` evenly."
-    for name, value in (("d_model", d_model), ("d_hidden", d_hidden), ("n_heads", n_heads)): positive_int(name, value)
-    if width % n_heads: raise ValueError(f"n_heads={n_heads} must divide {width_name}={width}")
+    for name, value in (("d_model", d_model), ("d_hidden", d_hidden), ("n_heads", n_heads)):
+        positive_int(name, value)
+    if width % n_heads:
+        raise ValueError(f"n_heads={n_heads} must divide {width_name}={width}")
 
 # %% ../nbs/07_blocks.ipynb #f3e0dda9
-def _feature_map(x: Tensor) -> Tensor: return F.elu(x) + 1
+def _feature_map(x: Tensor) -> Tensor:
+    return F.elu(x) + 1
+
 
 class AttentionBlock(nn.Module):
     "Pre-norm Transformer block: `x + attention(mu(x))`, then `x + MLP(mu(x))`; softmax or linear (elu+1) attention."
-    def __init__(self, d_model: int, d_hidden: int, n_heads: int = 1, causal: bool = True, linear: bool = False,
-                 norm: str = "layer", eps: float = 0.0):
+
+    def __init__(
+        self,
+        d_model: int,
+        d_hidden: int,
+        n_heads: int = 1,
+        causal: bool = True,
+        linear: bool = False,
+        norm: str = "layer",
+        eps: float = 0.0,
+    ):
         super().__init__()
         _check_block(d_model, d_hidden, n_heads, d_model, "d_model")
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.proj = nn.Linear(d_model, d_model, bias=False)     # an output layer (scaled init)
+        self.proj = nn.Linear(d_model, d_model, bias=False)  # an output layer (scaled init)
         self.fc1 = nn.Linear(d_model, d_hidden)
-        self.fc2 = nn.Linear(d_hidden, d_model)                 # an output layer (scaled init)
+        self.fc2 = nn.Linear(d_hidden, d_model)  # an output layer (scaled init)
         self.mu, self.eps, self.n_heads = get_norm(norm), finite_float("eps", eps, minimum=0), n_heads
         self.causal, self.linear = real_bool("causal", causal), real_bool("linear", linear)
 
     def forward(self, x: Tensor, cache: dict | None = None) -> Tensor:
-        if cache is not None and not self.causal: raise ValueError("a bidirectional attention block cannot decode incrementally")
+        if cache is not None and not self.causal:
+            raise ValueError("a bidirectional attention block cannot decode incrementally")
         B, T, D = x.shape
-        q, k, v = (t.reshape(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)      # (B, nh, T, hs)
-                   for t in self.qkv(self.mu(x, self.eps)).split(D, -1))
+        q, k, v = (
+            t.reshape(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+            for t in self.qkv(self.mu(x, self.eps)).split(D, -1)
+        )
         y = self._linear_attention(q, k, v, cache) if self.linear else self._softmax_attention(q, k, v, cache)
         x = x + self.proj(y.transpose(1, 2).reshape(B, T, D))
         return x + self.fc2(F.gelu(self.fc1(self.mu(x, self.eps))))
 
     def _softmax_attention(self, q, k, v, cache):
-        if cache is not None:                                                   # KV cache
-            if "k" in cache: k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        if cache is not None:  # KV cache
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
             cache["k"], cache["v"] = k, v
         Tq, Tk = q.shape[2], k.shape[2]
-        if not self.causal or Tq == 1: return F.scaled_dot_product_attention(q, k, v)   # one new token sees the cache
-        if Tq == Tk: return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)     # new rows: the last Tq positions
+        if not self.causal or Tq == 1:
+            return F.scaled_dot_product_attention(q, k, v)  # one new token sees the cache
+        if Tq == Tk:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)  # new rows: the last Tq positions
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def _linear_attention(self, q, k, v, cache):
         fq, fk = _feature_map(q), _feature_map(k)
-        if cache is not None and "S" in cache:                                  # recurrent form, token by token
+        if cache is not None and "S" in cache:  # recurrent form, token by token
             ys = []
             for t in range(q.shape[2]):
-                cache["S"] = cache["S"] + fk[:, :, t, :, None] * v[:, :, t, None, :]     # (B, nh, hs, hs)
-                cache["z"] = cache["z"] + fk[:, :, t]                                      # (B, nh, hs)
+                cache["S"] = cache["S"] + fk[:, :, t, :, None] * v[:, :, t, None, :]  # (B, nh, hs, hs)
+                cache["z"] = cache["z"] + fk[:, :, t]  # (B, nh, hs)
                 num = (fq[:, :, t, :, None] * cache["S"]).sum(2)
                 ys.append(num / (fq[:, :, t] * cache["z"]).sum(-1, keepdim=True))
             return torch.stack(ys, 2)
-        att = fq @ fk.transpose(-1, -2)                                          # (B, nh, T, T)
-        if self.causal: att = att.tril()
+        att = fq @ fk.transpose(-1, -2)  # (B, nh, T, T)
+        if self.causal:
+            att = att.tril()
         y = (att / att.sum(-1, keepdim=True)) @ v
-        if cache is not None: cache["S"], cache["z"] = fk.transpose(-1, -2) @ v, fk.sum(2)   # the prompt's state
+        if cache is not None:
+            cache["S"], cache["z"] = fk.transpose(-1, -2) @ v, fk.sum(2)  # the prompt's state
         return y

@@ -17,25 +17,31 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return value
 
+
 def one_of(name: str, value, options) -> object:
     "`value` if it is one of `options` (compared with ==, so no 1 == True surprise for strings); else a ValueError."
     if isinstance(value, bool) and not any(isinstance(o, bool) for o in options) or value not in tuple(options):
         raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
     return value
 
+
 def real_bool(name: str, value) -> bool:
     "`value` if it is True or False; the string 'False', 0 or None are refused (they are not booleans)."
-    if not isinstance(value, bool): raise TypeError(f"{name} must be True or False, got {value!r}")
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
     return value
 
-def finite_float(name: str, value, minimum: float | None = None, maximum: float | None = None,
-                 above: bool = False) -> float:
+
+def finite_float(
+    name: str, value, minimum: float | None = None, maximum: float | None = None, above: bool = False
+) -> float:
     "`value` as a float if it is a finite real number in [minimum, maximum] (`above`: strictly above `minimum`)."
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if above else value < minimum):
         raise ValueError(f"{name} must be {'>' if above else '>='} {minimum}, got {value!r}")
-    if maximum is not None and value > maximum: raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return float(value)
 
 # %% ../nbs/00_checks.ipynb #c0a1e010
@@ -48,35 +54,52 @@ def _describe(x) -> str:
     shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
     return f"{type(x).__name__} of shape {tuple(shape)} ({dtype})" if shape is not None else repr(x)[:80]
 
+
 def _difference(got, want, rtol: float, atol: float) -> str | None:
     "None if `got` matches `want` (numbers, tensors, arrays, tuples of them); else what differs."
     import numpy as np
+
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
             return f"expected {len(want)} results, got {_describe(got)}"
         for k, (g, w) in enumerate(zip(got, want)):
-            if (d := _difference(g, w, rtol, atol)) is not None: return f"result {k}: {d}"
+            if (d := _difference(g, w, rtol, atol)) is not None:
+                return f"result {k}: {d}"
         return None
-    if hasattr(got, "detach"): got = got.detach().cpu().numpy()
-    if hasattr(want, "detach"): want = want.detach().cpu().numpy()
-    try: g, w = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
-    except (TypeError, ValueError): return f"expected {_describe(want)}, got {_describe(got)}"
-    if g.shape != w.shape: return f"expected shape {w.shape}, got shape {g.shape}"
-    if np.array_equal(np.isnan(g), np.isnan(w)) and np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=True): return None
-    if not np.isfinite(g).all() and np.isfinite(w).all(): return "contains NaN or inf where the answer is finite"
-    err = np.abs(g - w); at = np.unravel_index(np.nanargmax(err), err.shape) if err.ndim else ()
+    if hasattr(got, "detach"):
+        got = got.detach().cpu().numpy()
+    if hasattr(want, "detach"):
+        want = want.detach().cpu().numpy()
+    try:
+        g, w = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    except (TypeError, ValueError):
+        return f"expected {_describe(want)}, got {_describe(got)}"
+    if g.shape != w.shape:
+        return f"expected shape {w.shape}, got shape {g.shape}"
+    if np.array_equal(np.isnan(g), np.isnan(w)) and np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=True):
+        return None
+    if not np.isfinite(g).all() and np.isfinite(w).all():
+        return "contains NaN or inf where the answer is finite"
+    err = np.abs(g - w)
+    at = np.unravel_index(np.nanargmax(err), err.shape) if err.ndim else ()
     where = f" at index {tuple(int(i) for i in at)}" if err.ndim else ""
     return f"largest difference {float(err[at]):.3g}{where} (got {float(g[at]):.6g}, expected {float(w[at]):.6g})"
+
 
 def check_exercise(name: str, answer, reference, cases, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     "Compare `answer(*case)` with `reference(*case)` for each case; print a one-line verdict, return True if all agree."
     for k, case in enumerate(cases):
         args = case if isinstance(case, tuple) else (case,)
-        try: got = answer(*args)
+        try:
+            got = answer(*args)
         except NotImplementedError:
-            print(f"{name}: not attempted yet (replace the `raise NotImplementedError` with your answer)"); return False
+            print(f"{name}: not attempted yet (replace the `raise NotImplementedError` with your answer)")
+            return False
         except Exception as e:
-            print(f"{name}: case {k} raised {type(e).__name__}: {e}"); return False
+            print(f"{name}: case {k} raised {type(e).__name__}: {e}")
+            return False
         if (d := _difference(got, reference(*args), rtol, atol)) is not None:
-            print(f"{name}: not yet. Case {k}: {d}"); return False
-    print(f"{name}: correct on all {len(cases)} cases ✓"); return True
+            print(f"{name}: not yet. Case {k}: {d}")
+            return False
+    print(f"{name}: correct on all {len(cases)} cases ✓")
+    return True

@@ -23,61 +23,77 @@ __all__ = ['BOS', 'SEP', 'EOS', 'FIRST_LETTER', 'VOCAB_SIZE', 'IGNORE', 'EVAL_SE
 
 # %% ../nbs/12_copying.ipynb #619ec6fb
 BOS, SEP, EOS = 0, 1, 2
-FIRST_LETTER, VOCAB_SIZE = 3, 29          # letters a..z are tokens 3..28
-IGNORE = -1                               # target of an unscored position (cross_entropy's ignore_index)
+FIRST_LETTER, VOCAB_SIZE = 3, 29  # letters a..z are tokens 3..28
+IGNORE = -1  # target of an unscored position (cross_entropy's ignore_index)
+
 
 def copy_context(string_size: int) -> int:
     "Length of a copy-task input: 2 (L + 1) tokens for strings of L letters (514 for L = 256)."
     return 2 * (string_size + 1)
 
 # %% ../nbs/12_copying.ipynb #2e24e28b
-def copy_batch(batch_size: int, string_size: int, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+def copy_batch(
+    batch_size: int,
+    string_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
     "Inputs `x` = [BOS, s, SEP, s] and targets `y` = [-1 x (L+1), s, EOS], each (batch_size, 2(L+1)) int64."
     L = _check_batch_args(batch_size, string_size, generator, device)
     s = torch.randint(FIRST_LETTER, VOCAB_SIZE, (batch_size, L), generator=generator)
     x = torch.empty(batch_size, 2 * L + 2, dtype=torch.int64)
-    x[:, 0], x[:, 1:L + 1], x[:, L + 1], x[:, L + 2:] = BOS, s, SEP, s
+    x[:, 0], x[:, 1 : L + 1], x[:, L + 1], x[:, L + 2 :] = BOS, s, SEP, s
     y = torch.full_like(x, IGNORE)
-    y[:, L + 1:-1], y[:, -1] = s, EOS
+    y[:, L + 1 : -1], y[:, -1] = s, EOS
     return x.to(device), y.to(device)
 
 # %% ../nbs/12_copying.ipynb #12c0a002
 def _check_batch_args(batch_size, string_size, generator, device) -> int:
     "The string length L, once `copy_batch`'s arguments are checked; an error naming the argument otherwise."
-    positive_int("batch_size", batch_size); L = positive_int("string_size", string_size)
+    positive_int("batch_size", batch_size)
+    L = positive_int("string_size", string_size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
     if device is not None:
-        try: torch.device(device)
-        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     return L
 
 # %% ../nbs/12_copying.ipynb #12c0a003
 def tokens_to_text(ids: Tensor | list[int]) -> str:
     "One sequence of token ids (1-D) as text, e.g. '<BOS>abc<SEP>abc<EOS>'; -1 shows as '_'."
-    if isinstance(ids, (list, tuple)): ids = torch.as_tensor(ids) if len(ids) else torch.zeros(0, dtype=torch.long)
+    if isinstance(ids, (list, tuple)):
+        ids = torch.as_tensor(ids) if len(ids) else torch.zeros(0, dtype=torch.long)
     if not torch.is_tensor(ids) or ids.dim() != 1:
         got = tuple(ids.shape) if torch.is_tensor(ids) else type(ids).__name__
-        raise ValueError(f"ids must be one sequence, a 1-D tensor or list of token ids, got {got}; for a batch x, "
-                         "call tokens_to_text(row) for each row of x")
+        raise ValueError(
+            f"ids must be one sequence, a 1-D tensor or list of token ids, got {got}; for a batch x, "
+            "call tokens_to_text(row) for each row of x"
+        )
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
         raise TypeError(f"ids must be integer token ids, got {ids.dtype}")
     ids = ids.long().tolist()
     if ids and (min(ids) < IGNORE or max(ids) >= VOCAB_SIZE):
-        raise ValueError(f"copy-task token ids lie in [{IGNORE}, {VOCAB_SIZE - 1}] (-1 unscored, 0-2 <BOS> <SEP> <EOS>, "
-                         f"3-28 a-z), got values from {min(ids)} to {max(ids)}")
+        raise ValueError(
+            f"copy-task token ids lie in [{IGNORE}, {VOCAB_SIZE - 1}] (-1 unscored, 0-2 <BOS> <SEP> <EOS>, "
+            f"3-28 a-z), got values from {min(ids)} to {max(ids)}"
+        )
     names = {BOS: "<BOS>", SEP: "<SEP>", EOS: "<EOS>", IGNORE: "_"}
     return "".join(names.get(i, chr(ord("a") + i - FIRST_LETTER)) for i in ids)
 
 # %% ../nbs/12_copying.ipynb #12c0a004
 def copy_accuracy(pred: Tensor, y: Tensor) -> Tensor:
     "(batch,) per-sample accuracy: fraction of copied letters right; 0 if <EOS> is missing at the end or appears early."
-    _check_copy_ids("pred", pred); _check_copy_ids("y", y)
-    if pred.shape != y.shape: raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
-    if pred.device != y.device: raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
+    _check_copy_ids("pred", pred)
+    _check_copy_ids("y", y)
+    if pred.shape != y.shape:
+        raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    if pred.device != y.device:
+        raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
     L = y.shape[1] // 2 - 1
-    letters_pred, letters_true = pred[:, L + 1:-1], y[:, L + 1:-1]
+    letters_pred, letters_true = pred[:, L + 1 : -1], y[:, L + 1 : -1]
     acc = (letters_pred == letters_true).float().mean(-1)
     bad_end = (pred[:, -1] != EOS) | (letters_pred == EOS).any(-1)
     return acc.masked_fill(bad_end, 0.0)
@@ -87,12 +103,17 @@ def _check_copy_ids(name: str, x) -> Tensor:
     "`x` if it is a (batch >= 1, 2(L+1)) integer tensor of a copy task with L >= 1; else an error naming `name`."
     if not torch.is_tensor(x) or x.dim() != 2:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name} must be a 2-D tensor (batch, 2(L+1)) of token ids, got {got}; for one sequence s pass s[None]")
+        raise ValueError(
+            f"{name} must be a 2-D tensor (batch, 2(L+1)) of token ids, got {got}; for one sequence s pass s[None]"
+        )
     if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
         raise TypeError(f"{name} must hold integer token ids, got {x.dtype}; for logits pass logits.argmax(-1)")
     if x.shape[1] < 4 or x.shape[1] % 2:
-        raise ValueError(f"{name} must have an even length 2(L+1) >= 4 (strings of L >= 1 letters), got length {x.shape[1]}")
-    if x.shape[0] == 0: raise ValueError(f"{name} must hold at least one sequence, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have an even length 2(L+1) >= 4 (strings of L >= 1 letters), got length {x.shape[1]}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sequence, got shape {tuple(x.shape)}")
     return x
 
 # %% ../nbs/12_copying.ipynb #73ab997e
@@ -101,59 +122,78 @@ def parallel_predictions(model, x: Tensor) -> Tensor:
     "Teacher-forced predictions (batch, 2(L+1)): argmax of one forward pass over the true inputs."
     return model(x).argmax(-1)
 
+
 @torch.no_grad()
 def autoregressive_predictions(model, x: Tensor) -> Tensor:
     "Predictions (batch, 2(L+1)) aligned with y: the model copies from the prompt <BOS> s <SEP> by greedy decoding."
     L = _check_copy_ids("x", x).shape[1] // 2 - 1
-    tokens = model.generate(x[:, :L + 2], max_new_tokens=L + 1)          # (batch, 2L + 3)
+    tokens = model.generate(x[:, : L + 2], max_new_tokens=L + 1)  # (batch, 2L + 3)
     pred = torch.full_like(x, IGNORE)
-    pred[:, L + 1:] = tokens[:, L + 2:]                                   # the L + 1 generated tokens
+    pred[:, L + 1 :] = tokens[:, L + 2 :]  # the L + 1 generated tokens
     return pred
 
 # %% ../nbs/12_copying.ipynb #c0fe0002
 @dataclass(frozen=True)
 class CopyConfig:
     "The copying task: string length, batch, when to stop early, how many strings the final evaluation uses."
-    string_size: int = 256                                # L, letters per string (the context is 2(L+1))
-    batch_size: int = 320                                 # fresh strings per iteration (global, over all processes)
-    stop_accuracy: float | None = role(None, TARGET)      # stop once stop_patience consecutive batches reach this parallel accuracy
-    stop_patience: int = role(5, TARGET)                  # consecutive batches at stop_accuracy that stop the run
-    eval_batch: int = role(256, TARGET)                   # fresh strings for the final parallel and autoregressive evaluation
+
+    string_size: int = 256  # L, letters per string (the context is 2(L+1))
+    batch_size: int = 320  # fresh strings per iteration (global, over all processes)
+    stop_accuracy: float | None = role(
+        None, TARGET
+    )  # stop once stop_patience consecutive batches reach this parallel accuracy
+    stop_patience: int = role(5, TARGET)  # consecutive batches at stop_accuracy that stop the run
+    eval_batch: int = role(256, TARGET)  # fresh strings for the final parallel and autoregressive evaluation
 
     def __post_init__(self):
-        positive_int("string_size", self.string_size); positive_int("batch_size", self.batch_size)
-        if self.stop_accuracy is not None: finite_float("stop_accuracy", self.stop_accuracy, 0, 1, above=True)
-        positive_int("stop_patience", self.stop_patience); positive_int("eval_batch", self.eval_batch)
+        positive_int("string_size", self.string_size)
+        positive_int("batch_size", self.batch_size)
+        if self.stop_accuracy is not None:
+            finite_float("stop_accuracy", self.stop_accuracy, 0, 1, above=True)
+        positive_int("stop_patience", self.stop_patience)
+        positive_int("eval_batch", self.eval_batch)
 
 # %% ../nbs/12_copying.ipynb #c0fe0004
-EVAL_SEED = 10**6                                         # the held-out strings of every copy run's final evaluation
-CONVERGENCE_STREAK = 3                                    # consecutive training batches at >= 99% that count as converged
+EVAL_SEED = 10**6  # the held-out strings of every copy run's final evaluation
+CONVERGENCE_STREAK = 3  # consecutive training batches at >= 99% that count as converged
 CONVERGENCE_RULE = f"first of {CONVERGENCE_STREAK} consecutive training batches with parallel accuracy >= 0.99"
+
 
 def converged_at(iterations, accuracies, streak: int = CONVERGENCE_STREAK, threshold: float = 0.99) -> int | None:
     "The iteration that begins the first run of `streak` consecutive accuracies >= `threshold`; None if there is none."
     iterations, accuracies = list(iterations), list(accuracies)
     if len(iterations) != len(accuracies):
-        raise ValueError(f"converged_at needs one accuracy per iteration, got {len(iterations)} iterations and {len(accuracies)} accuracies")
+        raise ValueError(
+            f"converged_at needs one accuracy per iteration, got {len(iterations)} iterations and {len(accuracies)} "
+            f"accuracies"
+        )
     positive_int("streak", streak)
     run, start = 0, None
     for it, acc in zip(iterations, accuracies):
         run = run + 1 if acc >= threshold else 0
-        if run == 1: start = it
-        if run >= streak: return start
+        if run == 1:
+            start = it
+        if run >= streak:
+            return start
     return None
 
+
 class CopyTask(Task):
-    "Copying (Section 3) for `fit`: batches of fresh strings, cross-entropy on the copy, parallel and autoregressive accuracy."
+    """Copying (Section 3) for `fit`: batches of fresh strings, cross-entropy on the copy, parallel and autoregressive
+    accuracy."""
+
     name = "copy"
+
     def __init__(self, cfg: CopyConfig):
         super().__init__(cfg)
         self.streak, self.iterations_to_99 = 0, None
-        self.run_99, self.run_start = 0, None                # the current run of batches at >= 99%, and where it began
+        self.run_99, self.run_start = 0, None  # the current run of batches at >= 99%, and where it began
 
-    def model_fields(self) -> dict: return dict(vocab_size=VOCAB_SIZE, context=copy_context(self.cfg.string_size))
+    def model_fields(self) -> dict:
+        return dict(vocab_size=VOCAB_SIZE, context=copy_context(self.cfg.string_size))
 
-    def batch(self, generator, device): return copy_batch(self.cfg.batch_size, self.cfg.string_size, generator, device)
+    def batch(self, generator, device):
+        return copy_batch(self.cfg.batch_size, self.cfg.string_size, generator, device)
 
     def loss(self, logits, y):
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
@@ -162,54 +202,92 @@ class CopyTask(Task):
     def should_stop(self, metrics: dict, iteration: int) -> bool:
         acc, target = metrics["parallel_accuracy"], self.cfg.stop_accuracy
         self.run_99 = self.run_99 + 1 if acc >= 0.99 else 0
-        if self.run_99 == 1: self.run_start = iteration
-        if self.iterations_to_99 is None and self.run_99 >= CONVERGENCE_STREAK: self.iterations_to_99 = self.run_start
+        if self.run_99 == 1:
+            self.run_start = iteration
+        if self.iterations_to_99 is None and self.run_99 >= CONVERGENCE_STREAK:
+            self.iterations_to_99 = self.run_start
         self.streak = self.streak + 1 if target is not None and acc >= target else 0
         return self.streak >= self.cfg.stop_patience
 
     def summary(self, model, rows, device) -> dict:
         x, y = copy_batch(self.cfg.eval_batch, self.cfg.string_size, torch.Generator().manual_seed(EVAL_SEED), device)
-        return dict(string_size=self.cfg.string_size, iterations_to_99=self.iterations_to_99, convergence_rule=CONVERGENCE_RULE,
-                    parallel_accuracy=copy_accuracy(parallel_predictions(model, x), y).mean().item(),
-                    autoregressive_accuracy=copy_accuracy(autoregressive_predictions(model, x), y).mean().item())
+        return dict(
+            string_size=self.cfg.string_size,
+            iterations_to_99=self.iterations_to_99,
+            convergence_rule=CONVERGENCE_RULE,
+            parallel_accuracy=copy_accuracy(parallel_predictions(model, x), y).mean().item(),
+            autoregressive_accuracy=copy_accuracy(autoregressive_predictions(model, x), y).mean().item(),
+        )
 
     def state_dict(self) -> dict:
-        return dict(streak=self.streak, iterations_to_99=self.iterations_to_99, run_99=self.run_99, run_start=self.run_start)
+        return dict(
+            streak=self.streak, iterations_to_99=self.iterations_to_99, run_99=self.run_99, run_start=self.run_start
+        )
+
     def load_state_dict(self, state: dict):
         self.streak, self.iterations_to_99 = state["streak"], state["iterations_to_99"]
         self.run_99, self.run_start = state.get("run_99", 0), state.get("run_start")
 
 # %% ../nbs/12_copying.ipynb #c0fe0006
 COPY_PRESETS = {
-    "cpu": Preset(model=dict(d_model=64, n_blocks=4), task=dict(string_size=16, batch_size=32), train=dict(iterations=1500)),
-    "paper": Preset(model=dict(d_model=192, n_blocks=12), task=dict(string_size=256, batch_size=320), train=dict(iterations=2000)),
+    "cpu": Preset(
+        model=dict(d_model=64, n_blocks=4), task=dict(string_size=16, batch_size=32), train=dict(iterations=1500)
+    ),
+    "paper": Preset(
+        model=dict(d_model=192, n_blocks=12), task=dict(string_size=256, batch_size=320), train=dict(iterations=2000)
+    ),
 }
 COPY_KINDS = ("causal_rn", "linear_causal_rn", "transformer", "linear_transformer")
 
-def copy_run_config(kind: str = "causal_rn", preset: str = "cpu", string_size: int | None = None,
-                    model: dict | None = None, train: dict | None = None):
-    "(ModelConfig, CopyTask, TrainConfig) of a copying run: a preset, then `string_size`, then overrides (task, loop and optimiser fields together in `train`)."
+
+def copy_run_config(
+    kind: str = "causal_rn",
+    preset: str = "cpu",
+    string_size: int | None = None,
+    model: dict | None = None,
+    train: dict | None = None,
+):
+    """(ModelConfig, CopyTask, TrainConfig) of a copying run: a preset, then `string_size`, then overrides (task, loop
+    and optimiser fields together in `train`)."""
     task = {} if string_size is None else dict(string_size=string_size)
     return configure(CopyTask, CopyConfig, COPY_PRESETS, kind, preset, model=model, task=task, train=train)
 
 # %% ../nbs/12_copying.ipynb #c0fe0010
 def _report(s: dict, args) -> str:
-    return (f"{s['kind']} on strings of {s['string_size']} letters ({s['preset']} preset, {s['device']}): "
-            f"{s['iterations']} iterations in {s['wall_time_s']:.0f} s; autoregressive accuracy "
-            f"{100 * s['autoregressive_accuracy']:.2f}%, parallel {100 * s['parallel_accuracy']:.2f}% on "
-            f"{s['task_config']['eval_batch']} fresh strings" + (f"; results in {args.out}" if args.out else ""))
+    return (
+        f"{s['kind']} on strings of {s['string_size']} letters ({s['preset']} preset, {s['device']}): "
+        f"{s['iterations']} iterations in {s['wall_time_s']:.0f} s; autoregressive accuracy "
+        f"{100 * s['autoregressive_accuracy']:.2f}%, parallel {100 * s['parallel_accuracy']:.2f}% on "
+        f"{s['task_config']['eval_batch']} fresh strings" + (f"; results in {args.out}" if args.out else "")
+    )
+
 
 main = task_command(
-    "causal-rn-copy", "Train a model on the copying task (Section 3 of the paper) and report its autoregressive accuracy.",
-    CopyConfig, COPY_PRESETS, lambda args, **kw: configure(CopyTask, CopyConfig, COPY_PRESETS, args.kind, args.preset, **kw),
-    _report, kinds=COPY_KINDS)
+    "causal-rn-copy",
+    "Train a model on the copying task (Section 3 of the paper) and report its autoregressive accuracy.",
+    CopyConfig,
+    COPY_PRESETS,
+    lambda args, **kw: configure(CopyTask, CopyConfig, COPY_PRESETS, args.kind, args.preset, **kw),
+    _report,
+    kinds=COPY_KINDS,
+)
 
 # %% ../nbs/12_copying.ipynb #c0fe0013
-def run_copy(name: str, kind: str = "causal_rn", preset: str = "cpu", string_size: int | None = None,
-             model: dict | None = None, train_kw: dict | None = None, root: str | Path = "results/copy",
-             force: bool = False, progress: bool = True, log=print) -> dict:
+def run_copy(
+    name: str,
+    kind: str = "causal_rn",
+    preset: str = "cpu",
+    string_size: int | None = None,
+    model: dict | None = None,
+    train_kw: dict | None = None,
+    root: str | Path = "results/copy",
+    force: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     "The summary of the run `root/name` with this configuration: stored if it finished, else trained (or resumed)."
     model_cfg, task, cfg = copy_run_config(kind, preset, string_size, model=model, train=train_kw)
     out = Path(root) / name
-    if force and out.exists(): shutil.rmtree(out)
+    if force and out.exists():
+        shutil.rmtree(out)
     return fit(model_cfg, task, cfg, out, preset=preset, finished="strict", progress=progress, log=log)

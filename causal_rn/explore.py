@@ -24,33 +24,43 @@ __all__ = ['WEIGHTS_FORMAT', 'block_inputs', 'pair_preactivations', 'relation_ma
 def block_inputs(model: Model, x: Tensor) -> list[Tensor]:
     "Each block's input (B, T, d_e) for input `x`, from one forward pass."
     captured = []
-    handles = [b.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach())) for b in model.blocks]
+    handles = [
+        b.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach())) for b in model.blocks
+    ]
     try:
-        with torch.no_grad(): model(x)
+        with torch.no_grad():
+            model(x)
     finally:
-        for h in handles: h.remove()
+        for h in handles:
+            h.remove()
     return captured
 
+
 def pair_preactivations(block: RelationBlock, h_in: Tensor) -> Tensor:
-    "(B x n_heads, T_out, T_mem, d_h/n_heads): the pre-activation of every pair (output j, memory i) of a relation block."
+    """(B x n_heads, T_out, T_mem, d_h/n_heads): the pre-activation of every pair (output j, memory i) of a relation
+    block."""
     h = block.mu(h_in, block.eps)
-    q = split_heads(block.to_q(h), block.n_heads)[:, :, None]              # (B*nh, T, 1, d): output side j
-    p = split_heads(block.to_p(h), block.n_heads)[:, None]                 # (B*nh, 1, T, d): memory side i
+    q = split_heads(block.to_q(h), block.n_heads)[:, :, None]  # (B*nh, T, 1, d): output side j
+    p = split_heads(block.to_p(h), block.n_heads)[:, None]  # (B*nh, 1, T, d): memory side i
     return block.spec.join()(p, q)
 
+
 def relation_maps(model: Model, x: Tensor) -> Tensor:
-    "(n_blocks, B, T, T): per layer, ||r_ji|| over all hidden features, normalised over the memory positions i each output j sees."
+    """(n_blocks, B, T, T): per layer, ||r_ji|| over all hidden features, normalised over the memory positions i each
+    output j sees."""
     if KINDS[model.cfg.kind].block != "relation":
         relational = tuple(name for name, kind in KINDS.items() if kind.block == "relation")
         raise ValueError(f"a {model.cfg.kind} has no relation blocks; relation maps need one of {relational}")
     maps = []
     for block, h_in in zip(model.blocks, block_inputs(model, x)):
         with torch.no_grad():
-            pre = pair_preactivations(block, h_in)                            # (B*nh, T, T, d)
+            pre = pair_preactivations(block, h_in)  # (B*nh, T, T, d)
             B, T = h_in.shape[:2]
-            pre = pre.reshape(B, block.n_heads, T, T, -1).permute(0, 2, 3, 1, 4).flatten(-2)   # every head's features
-            if block.spec.act == "exp": score = 0.5 * torch.logsumexp(2 * pre.double(), -1)   # log ||exp(pre)||
-            else: score = get_activation(block.spec.act)(pre.double()).norm(dim=-1).clamp_min(1e-300).log()
+            pre = pre.reshape(B, block.n_heads, T, T, -1).permute(0, 2, 3, 1, 4).flatten(-2)  # every head's features
+            if block.spec.act == "exp":
+                score = 0.5 * torch.logsumexp(2 * pre.double(), -1)  # log ||exp(pre)||
+            else:
+                score = get_activation(block.spec.act)(pre.double()).norm(dim=-1).clamp_min(1e-300).log()
             if block.spec.causal:
                 score = score.masked_fill(torch.ones(T, T, dtype=torch.bool, device=score.device).triu(1), -math.inf)
             maps.append(score.softmax(-1).to(h_in.dtype))
@@ -59,23 +69,36 @@ def relation_maps(model: Model, x: Tensor) -> Tensor:
 # %% ../nbs/21_explorers.ipynb #e0a20001
 WEIGHTS_FORMAT = "causal_rn-weights-1"
 
+
 def save_weights(model: Model, path: str | Path, provenance: dict) -> Path:
     "Write `model`'s configuration, float32 parameters and `provenance` (JSON-able) to a weights-only file at `path`."
     import dataclasses, json
     from causal_rn.runs import atomic_write
-    payload = dict(format=WEIGHTS_FORMAT, model_config=json.dumps(dataclasses.asdict(model.cfg)),
-                   provenance=json.dumps(provenance), state_dict={k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()})
+
+    payload = dict(
+        format=WEIGHTS_FORMAT,
+        model_config=json.dumps(dataclasses.asdict(model.cfg)),
+        provenance=json.dumps(provenance),
+        state_dict={k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
+    )
     return atomic_write(path, lambda f: torch.save(payload, f))
+
 
 def load_weights(path: str | Path) -> tuple[Model, dict]:
     "The model stored by `save_weights` at `path` (in eval mode) and its provenance."
     import json
     from causal_rn.model import ModelConfig, build_model
+
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no weights file; it is part of the repository (git checkout {path}), "
-                                                   "or rebuild it with this notebook's REBUILD_WEIGHTS cell")
-    try: payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from None
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no weights file; it is part of the repository (git checkout {path}), "
+            "or rebuild it with this notebook's REBUILD_WEIGHTS cell"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file (written by save_weights)")
     try:
@@ -83,58 +106,86 @@ def load_weights(path: str | Path) -> tuple[Model, dict]:
         model.load_state_dict(payload["state_dict"])
         return model.eval(), json.loads(payload["provenance"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path} is a {WEIGHTS_FORMAT} file whose configuration or weights do not fit together "
-                         f"({type(e).__name__}: {str(e)[:200]}); rebuild it with save_weights") from None
+        raise ValueError(
+            f"{path} is a {WEIGHTS_FORMAT} file whose configuration or weights do not fit together "
+            f"({type(e).__name__}: {str(e)[:200]}); rebuild it with save_weights"
+        ) from None
 
 # %% ../nbs/21_explorers.ipynb #589c74b6
 def plot_relation_map(maps, tokens, layer: int, example: int = 0, row: int | None = None, ax=None):
     "Draw one layer's relation map (T x T) for one example; `row` highlights one output position."
     from causal_rn.copying import tokens_to_text
+
     ax = ax or __import__("matplotlib.pyplot", fromlist=["subplots"]).subplots(figsize=(5, 5))[1]
     m = maps[layer, example]
     ax.imshow(m, cmap="magma", vmin=0, vmax=float(m.max()))
-    labels = list(tokens_to_text(torch.as_tensor(tokens[example])).replace("<BOS>", "^").replace("<SEP>", "|").replace("<EOS>", "$"))
+    labels = list(
+        tokens_to_text(torch.as_tensor(tokens[example]))
+        .replace("<BOS>", "^")
+        .replace("<SEP>", "|")
+        .replace("<EOS>", "$")
+    )
     T = m.shape[-1]
-    ax.set_xticks(range(T), labels[:T], fontsize=8, family="monospace"); ax.set_yticks(range(T), labels[:T], fontsize=8, family="monospace")
-    ax.set_xlabel("memory position i (input token)"); ax.set_ylabel("output position j (input token)")
+    ax.set_xticks(range(T), labels[:T], fontsize=8, family="monospace")
+    ax.set_yticks(range(T), labels[:T], fontsize=8, family="monospace")
+    ax.set_xlabel("memory position i (input token)")
+    ax.set_ylabel("output position j (input token)")
     ax.set_title(f"block {layer + 1}", fontsize=10)
-    if row is not None: ax.axhline(row, color="cyan", lw=0.8)
+    if row is not None:
+        ax.axhline(row, color="cyan", lw=0.8)
     return ax
 
 # %% ../nbs/21_explorers.ipynb #b1dabe62
 def relation_map_view(maps, tokens, example: int = 0, layer: int | None = None, row: int | None = None):
-    "One layer's map with output position `row` highlighted, beside that row as a bar chart (defaults: last layer, last row)."
+    """One layer's map with output position `row` highlighted, beside that row as a bar chart (defaults: last layer,
+    last row)."""
     import matplotlib.pyplot as plt
+
     n_layers, B, T, _ = maps.shape
     layer = n_layers - 1 if layer is None else layer
     row = T - 2 if row is None else row
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6))
     plot_relation_map(maps, tokens, layer, example, row, ax=a)
-    b.bar(range(row + 1), maps[layer, example, row, :row + 1], color="C1")
-    b.set_xlabel("memory position i"); b.set_ylabel("share of the row"); b.set_title(f"output position {row}", fontsize=10)
+    b.bar(range(row + 1), maps[layer, example, row, : row + 1], color="C1")
+    b.set_xlabel("memory position i")
+    b.set_ylabel("share of the row")
+    b.set_title(f"output position {row}", fontsize=10)
     fig.tight_layout()
     return fig
+
 
 def relation_map_explorer(maps, tokens):
     "An ipywidgets explorer over stored relation maps (n_layers, B, T, T) and their input tokens (B, T)."
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
+
     n_layers, B, T, _ = maps.shape
+
     def show(example=0, layer=n_layers - 1, row=T - 2):
-        relation_map_view(maps, tokens, example, layer, row); plt.show()
-    return widgets.interact(show, example=widgets.IntSlider(0, 0, B - 1), layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1),
-                            row=widgets.IntSlider(T - 2, 0, T - 1))
+        relation_map_view(maps, tokens, example, layer, row)
+        plt.show()
+
+    return widgets.interact(
+        show,
+        example=widgets.IntSlider(0, 0, B - 1),
+        layer=widgets.IntSlider(n_layers - 1, 0, n_layers - 1),
+        row=widgets.IntSlider(T - 2, 0, T - 1),
+    )
 
 # %% ../nbs/21_explorers.ipynb #0be73c10
 def stability_demo(length: int = 256, scale: float = 20.0, d: int = 16, seed: int = 0) -> dict:
     "Plain and stable float32 outputs of the linear exp relation (prenorm none) at `scale`, post-normed, vs float64."
     from causal_rn.norms import get_norm
+
     g = torch.Generator().manual_seed(seed)
     q, p = (scale * torch.randn(1, length, d, generator=g, dtype=torch.float64) for _ in range(2))
     mu = get_norm("layer")
     kw = dict(prenorm="none", act="exp", causal=True, impl="linear")
     ref = mu(relation(q, p, stable=True, **kw))
-    out = {name: mu(relation(q.float(), p.float(), stable=stable, **kw)).double() for name, stable in (("plain", False), ("stable", True))}
+    out = {
+        name: mu(relation(q.float(), p.float(), stable=stable, **kw)).double()
+        for name, stable in (("plain", False), ("stable", True))
+    }
     res = dict(length=length, scale=scale, reference=ref[0], **{k: v[0] for k, v in out.items()})
     for k, v in out.items():
         finite = v.isfinite().all(-1)[0]
@@ -142,26 +193,51 @@ def stability_demo(length: int = 256, scale: float = 20.0, d: int = 16, seed: in
         res[f"{k}_max_error"] = float((v - ref).abs()[0][finite].max()) if finite.any() else math.nan
     return res
 
+
 def plot_stability(res: dict, feature: int = 0, ax=None):
     "One feature of the post-normed outputs along the sequence: float64 reference, float32 plain and stable."
     import matplotlib.pyplot as plt
+
     ax = ax or plt.subplots(figsize=(9, 4))[1]
     t = range(1, res["length"] + 1)
     ax.plot(t, res["reference"][:, feature], color="black", lw=2.5, label="float64 reference")
-    ax.plot(t, res["stable"][:, feature], color="C2", lw=1, label=f"float32 stable (max error {res['stable_max_error']:.1e})")
-    plain = res["plain"][:, feature].clone(); bad = ~res["plain"].isfinite().all(-1)
-    ax.plot(t, plain.masked_fill(bad, float("nan")), "--", color="C3", lw=1,
-            label=f"float32 plain: {res['plain_nonfinite_rows']} of {res['length']} rows inf/nan")
-    if bad.any(): ax.plot([i + 1 for i in torch.nonzero(bad)[:, 0].tolist()], [0] * int(bad.sum()), "x", color="C3", ms=3)
-    ax.set_xlabel("position j"); ax.set_ylabel(f"post-normed output, feature {feature}")
-    ax.set_title(f"Linear exp relation, prenorm none, scale {res['scale']}, CPU", fontsize=10); ax.legend(fontsize=9)
+    ax.plot(
+        t,
+        res["stable"][:, feature],
+        color="C2",
+        lw=1,
+        label=f"float32 stable (max error {res['stable_max_error']:.1e})",
+    )
+    plain = res["plain"][:, feature].clone()
+    bad = ~res["plain"].isfinite().all(-1)
+    ax.plot(
+        t,
+        plain.masked_fill(bad, float("nan")),
+        "--",
+        color="C3",
+        lw=1,
+        label=f"float32 plain: {res['plain_nonfinite_rows']} of {res['length']} rows inf/nan",
+    )
+    if bad.any():
+        ax.plot([i + 1 for i in torch.nonzero(bad)[:, 0].tolist()], [0] * int(bad.sum()), "x", color="C3", ms=3)
+    ax.set_xlabel("position j")
+    ax.set_ylabel(f"post-normed output, feature {feature}")
+    ax.set_title(f"Linear exp relation, prenorm none, scale {res['scale']}, CPU", fontsize=10)
+    ax.legend(fontsize=9)
     return ax
+
 
 def stability_explorer():
     "Sliders for the sequence length (log2) and the activation scale; plain vs stable outputs."
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
+
     def show(log2_length=8, scale=20.0):
-        plot_stability(stability_demo(2 ** log2_length, scale)); plt.show()
-    return widgets.interact(show, log2_length=widgets.IntSlider(8, 4, 13, description="log2 T"),
-                            scale=widgets.FloatLogSlider(20.0, base=10, min=-1, max=3, description="scale"))
+        plot_stability(stability_demo(2**log2_length, scale))
+        plt.show()
+
+    return widgets.interact(
+        show,
+        log2_length=widgets.IntSlider(8, 4, 13, description="log2 T"),
+        scale=widgets.FloatLogSlider(20.0, base=10, min=-1, max=3, description="scale"),
+    )

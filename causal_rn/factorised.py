@@ -24,18 +24,21 @@ def _gelu_grad(x: Tensor) -> Tensor:
     pdf = torch.exp(-0.5 * x * x) * 0.3989422804014327
     return cdf + x * pdf
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "exp": torch.exp, "relu": F.relu, "elu": F.elu, "gelu": F.gelu}
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"exp": torch.exp, "relu": F.relu, "elu": F.elu, "gelu": F.gelu}
 
 ACTIVATION_GRADS: dict[str, Callable[[Tensor], Tensor]] = {
     "exp": torch.exp,
     "relu": lambda x: (x > 0).to(x.dtype),
     "elu": lambda x: torch.where(x > 0, torch.ones_like(x), torch.exp(x)),
-    "gelu": _gelu_grad}
+    "gelu": _gelu_grad,
+}
+
 
 def get_activation(act: str | Callable) -> Callable[[Tensor], Tensor]:
     "The activation function named `act` (or `act` itself when it is already callable)."
-    if callable(act): return act
+    if callable(act):
+        return act
     return ACTIVATIONS[one_of("act", act, ACTIVATIONS)]
 
 # %% ../nbs/02_factorised.ipynb #54418ad5
@@ -49,19 +52,26 @@ def causal_mask(T: int, causal: bool = True, device=None, T_mem: int | None = No
 def pair_counts(T: int, causal: bool = True, device=None, dtype=torch.float32, T_mem: int | None = None) -> Tensor:
     "(T,): |S_j| for the last T of T_mem positions (T_mem defaults to T): j+1 if causal, T_mem if not."
     T_mem = T if T_mem is None else T_mem
-    if causal: return torch.arange(T_mem - T + 1, T_mem + 1, device=device, dtype=dtype)
+    if causal:
+        return torch.arange(T_mem - T + 1, T_mem + 1, device=device, dtype=dtype)
     return torch.full((T,), float(T_mem), device=device, dtype=dtype)
 
 # %% ../nbs/02_factorised.ipynb #71820811
-def factorised_relation(q: Tensor, p: Tensor, act: str | Callable = "exp", causal: bool = True,
-                        join: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-    "Materialised relation: `y[:, j] = mean_{i in S_j} act(join(p[:, i], q[:, j]))`; q (B, Tq, H) are the last Tq of p's (B, Tp, H) positions."
+def factorised_relation(
+    q: Tensor,
+    p: Tensor,
+    act: str | Callable = "exp",
+    causal: bool = True,
+    join: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Materialised relation: `y[:, j] = mean_{i in S_j} act(join(p[:, i], q[:, j]))`; q (B, Tq, H) are the last Tq of
+    p's (B, Tp, H) positions."""
     act = get_activation(act)
     T, T_mem = q.shape[1], p.shape[1]
-    left, right = p[:, None, :, :], q[:, :, None, :]             # (B, 1, Tp, H) memory i, (B, Tq, 1, H) output j
+    left, right = p[:, None, :, :], q[:, :, None, :]  # (B, 1, Tp, H) memory i, (B, Tq, 1, H) output j
     h = join(left, right) if join is not None else left + right  # (B, Tq, Tp, H) pre-activations [b, j, i, :]
     a = act(h)
-    mask = causal_mask(T, causal, q.device, T_mem)[None, :, :, None]   # mask AFTER the activation
+    mask = causal_mask(T, causal, q.device, T_mem)[None, :, :, None]  # mask AFTER the activation
     a = torch.where(mask, a, torch.zeros((), dtype=a.dtype, device=a.device))
     return a.sum(2) / pair_counts(T, causal, q.device, q.dtype, T_mem)[:, None]
 

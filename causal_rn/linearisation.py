@@ -17,13 +17,14 @@ __all__ = ['linear_relation_plain', 'causal_log_memory', 'from_log', 'linear_rel
 def linear_relation_plain(q: Tensor, p: Tensor, causal: bool = True) -> Tensor:
     "Eq. 5 as written: `exp(q) * cumsum(exp(p)) / |S_j|` (total instead of cumsum if not causal). Can overflow."
     T = q.shape[1]
-    ep = p.exp()                                                   # (B, T, H)
-    memory = ep.cumsum(1) if causal else ep.sum(1, keepdim=True)   # (B, T, H) or (B, 1, H)
+    ep = p.exp()  # (B, T, H)
+    memory = ep.cumsum(1) if causal else ep.sum(1, keepdim=True)  # (B, T, H) or (B, 1, H)
     return q.exp() * memory / pair_counts(T, causal, q.device, q.dtype)[:, None]
 
 # %% ../nbs/03_linearisation.ipynb #69a80d2d
 def causal_log_memory(p: Tensor, log_memory: Tensor | None = None) -> Tensor:
-    "log sum_{i <= j} exp(p_i) for every j, (B, T, H), continuing from `log_memory` (B, H): the log-sum of earlier positions."
+    """log sum_{i <= j} exp(p_i) for every j, (B, T, H), continuing from `log_memory` (B, H): the log-sum of earlier
+    positions."""
     log_sums = p.logcumsumexp(1)
     return log_sums if log_memory is None else torch.logaddexp(log_sums, log_memory[:, None])
 
@@ -35,7 +36,8 @@ def from_log(log_y: Tensor, stable: bool) -> Tensor:
 # %% ../nbs/03_linearisation.ipynb #69a80d2f
 def linear_relation(q: Tensor, p: Tensor, causal: bool = True, stable: bool = False) -> Tensor:
     "Eq. 5 relation `mean_{i in S_j} exp(p_i + q_j)`; `stable=True` returns each row divided by its max (Appendix A)."
-    if not stable: return linear_relation_plain(q, p, causal)
+    if not stable:
+        return linear_relation_plain(q, p, causal)
     T = q.shape[1]
-    log_memory = causal_log_memory(p) if causal else p.logsumexp(1, keepdim=True)   # log sum_{i in S_j} exp(p_i)
+    log_memory = causal_log_memory(p) if causal else p.logsumexp(1, keepdim=True)  # log sum_{i in S_j} exp(p_i)
     return from_log(q + log_memory - pair_counts(T, causal, q.device, q.dtype).log()[:, None], stable=True)

@@ -14,8 +14,9 @@ from torch import Tensor
 __all__ = ['mlp', 'PairMLP', 'init_pair_mlp', 'relation_network', 'causal_rn_literal', 'bi_rn_literal']
 
 # %% ../nbs/01_relation_networks.ipynb #18df0d8f
-def mlp(x: Tensor, W_in: Tensor, b_in: Tensor, W_out: Tensor, b_out: Tensor,
-        act: Callable[[Tensor], Tensor] = torch.exp) -> Tensor:
+def mlp(
+    x: Tensor, W_in: Tensor, b_in: Tensor, W_out: Tensor, b_out: Tensor, act: Callable[[Tensor], Tensor] = torch.exp
+) -> Tensor:
     "Eq. 1 for one vector `x` (d_in,): `W_out @ act(W_in @ x + b_in) + b_out`."
     return W_out @ act(W_in @ x + b_in) + b_out
 
@@ -23,34 +24,52 @@ def mlp(x: Tensor, W_in: Tensor, b_in: Tensor, W_out: Tensor, b_out: Tensor,
 @dataclass
 class PairMLP:
     "Parameters of $f_\\theta: \\mathbb{R}^{2d_e} \\to \\mathbb{R}^{d_e}$, applied to a concatenated pair $[x_i; x_j]$."
-    W_in: Tensor   # (d_h, 2*d_e): columns [:d_e] see x_i (W_left), columns [d_e:] see x_j (W_right)
-    b_in: Tensor   # (d_h,)
+
+    W_in: Tensor  # (d_h, 2*d_e): columns [:d_e] see x_i (W_left), columns [d_e:] see x_j (W_right)
+    b_in: Tensor  # (d_h,)
     W_out: Tensor  # (d_e, d_h)
     b_out: Tensor  # (d_e,)
     act: Callable[[Tensor], Tensor] = torch.exp  # the element-wise activation psi
-    join: Callable[[Tensor, Tensor], Tensor] | None = None  # (W_left x_i, W_right x_j + b_in) -> pre-activation; None: their sum
+    join: Callable[[Tensor, Tensor], Tensor] | None = (
+        None  # (W_left x_i, W_right x_j + b_in) -> pre-activation; None: their sum
+    )
 
     @property
-    def d_e(self) -> int: return self.W_out.shape[0]
+    def d_e(self) -> int:
+        return self.W_out.shape[0]
 
     @property
-    def W_left(self) -> Tensor: return self.W_in[:, :self.d_e]    # (d_h, d_e), acts on x_i
+    def W_left(self) -> Tensor:
+        return self.W_in[:, : self.d_e]  # (d_h, d_e), acts on x_i
 
     @property
-    def W_right(self) -> Tensor: return self.W_in[:, self.d_e:]   # (d_h, d_e), acts on x_j
+    def W_right(self) -> Tensor:
+        return self.W_in[:, self.d_e :]  # (d_h, d_e), acts on x_j
 
     def __call__(self, pair: Tensor) -> Tensor:
         "Apply Eq. 1 to one concatenated pair `pair` = [x_i; x_j] of shape (2*d_e,)."
-        if self.join is None: return mlp(pair, self.W_in, self.b_in, self.W_out, self.b_out, self.act)
-        xi, xj = pair[:self.d_e], pair[self.d_e:]
+        if self.join is None:
+            return mlp(pair, self.W_in, self.b_in, self.W_out, self.b_out, self.act)
+        xi, xj = pair[: self.d_e], pair[self.d_e :]
         h = self.join(self.W_left @ xi, self.W_right @ xj + self.b_in)
         return self.W_out @ self.act(h) + self.b_out
 
 # %% ../nbs/01_relation_networks.ipynb #347452e1
-def init_pair_mlp(d_e: int, d_h: int, act: Callable[[Tensor], Tensor] = torch.exp, *, std: float = 0.5,
-                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64, join=None) -> PairMLP:
+def init_pair_mlp(
+    d_e: int,
+    d_h: int,
+    act: Callable[[Tensor], Tensor] = torch.exp,
+    *,
+    std: float = 0.5,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    join=None,
+) -> PairMLP:
     "Random `PairMLP` for experiments and tests: every weight and bias drawn from N(0, `std`^2)."
-    def rnd(*shape): return torch.randn(*shape, generator=generator, dtype=dtype) * std
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=generator, dtype=dtype) * std
+
     return PairMLP(rnd(d_h, 2 * d_e), rnd(d_h), rnd(d_e, d_h), rnd(d_e), act=act, join=join)
 
 # %% ../nbs/01_relation_networks.ipynb #a364dd42
@@ -63,12 +82,14 @@ def relation_network(x: Tensor, f: PairMLP) -> Tensor:
 # %% ../nbs/01_relation_networks.ipynb #2d46f0ae
 def _pair_average(x: Tensor, f: PairMLP, causal: bool) -> Tensor:
     "Shared loop of Eq. 3 (causal) and Eq. 6: y_j = mean over the members i of S_j of f([x_i; x_j])."
-    if x.dim() == 3: return torch.stack([_pair_average(xb, f, causal) for xb in x])
-    if x.dim() != 2: raise ValueError(f"x must have shape (T, d_e) or (B, T, d_e), got {tuple(x.shape)}")
+    if x.dim() == 3:
+        return torch.stack([_pair_average(xb, f, causal) for xb in x])
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (T, d_e) or (B, T, d_e), got {tuple(x.shape)}")
     T = x.shape[0]
     outputs = []
     for j in range(T):
-        members = range(j + 1) if causal else range(T)   # S_j
+        members = range(j + 1) if causal else range(T)  # S_j
         outputs.append(sum(f(torch.cat([x[i], x[j]])) for i in members) / len(members))
     return torch.stack(outputs)
 
@@ -76,6 +97,7 @@ def _pair_average(x: Tensor, f: PairMLP, causal: bool) -> Tensor:
 def causal_rn_literal(x: Tensor, f: PairMLP) -> Tensor:
     "Eq. 3, literally: `y[j] = mean_{i <= j} f([x[i]; x[j]])` for x (T, d_e) or (B, T, d_e)."
     return _pair_average(x, f, causal=True)
+
 
 def bi_rn_literal(x: Tensor, f: PairMLP) -> Tensor:
     "Eq. 6, literally: `y[j] = mean_{all i} f([x[i]; x[j]])` for x (T, d_e) or (B, T, d_e)."

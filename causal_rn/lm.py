@@ -24,40 +24,62 @@ __all__ = ['CORPORA', 'LM_PRESETS', 'LM_BLOCK_MODEL', 'LM_KINDS', 'VALID_SEED', 
 # %% ../nbs/18_language_model.ipynb #c36a3cf3
 CORPORA = ("python-reference", "wikitext-103")
 
+
 @dataclass(frozen=True)
 class LMConfig:
     "A byte-level language-modelling task: which text, the window, the batch, the validation."
-    corpus: str = "python-reference"             # "python-reference" (CPython's reference text), "wikitext-103" (see data) or a UTF-8 .txt file
-    context: int = 128                           # characters per training window
-    batch_size: int = 32                         # windows per iteration (global, over all processes)
-    eval_batches: int = role(8, TARGET)          # fixed validation windows per evaluation: eval_batches * batch_size of them
-    data: str | None = role(None, FREE)          # the WikiText-103 raw folder, for corpus "wikitext-103"
+
+    # "python-reference" (CPython's reference text), "wikitext-103" (see data) or a UTF-8 .txt file
+    corpus: str = "python-reference"
+    context: int = 128  # characters per training window
+    batch_size: int = 32  # windows per iteration (global, over all processes)
+    eval_batches: int = role(8, TARGET)  # fixed validation windows per evaluation: eval_batches * batch_size of them
+    data: str | None = role(None, FREE)  # the WikiText-103 raw folder, for corpus "wikitext-103"
 
     def __post_init__(self):
         if self.corpus not in CORPORA and not str(self.corpus).endswith(".txt"):
             raise ValueError(f"corpus must be one of {CORPORA} or a path to a UTF-8 .txt file, got {self.corpus!r}")
-        positive_int("context", self.context); positive_int("batch_size", self.batch_size)
+        positive_int("context", self.context)
+        positive_int("batch_size", self.batch_size)
         positive_int("eval_batches", self.eval_batches)
         if self.corpus == "wikitext-103" and self.data is None:
             raise ValueError("corpus 'wikitext-103' needs data= (--data), the folder of the raw WikiText-103 files")
 
+
 LM_PRESETS = {
     # 2 CPU cores: a few minutes per model
-    "cpu": Preset(model=dict(d_model=64, n_blocks=4), task=dict(context=128, batch_size=32),
-                  train=dict(iterations=1500, lr=1e-3, eval_every=50, checkpoint_every=250)),
+    "cpu": Preset(
+        model=dict(d_model=64, n_blocks=4),
+        task=dict(context=128, batch_size=32),
+        train=dict(iterations=1500, lr=1e-3, eval_every=50, checkpoint_every=250),
+    ),
     # the authors' code (src_wikitext103/config.py), where it differs from the paper's text: one epoch of
     # 522,243,436 bytes in windows of 256 at batch 320 is 6,375 iterations; warm-up to 5e-4, cosine down to 5e-5
-    "paper": Preset(model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0),
-                    task=dict(corpus="wikitext-103", context=256, batch_size=320),
-                    train=dict(iterations=6375, lr=5e-4, warmup=2000, schedule="cosine", min_lr=5e-5, betas=(0.9, 0.999),
-                               weight_decay=0.0, grad_clip=1.0, eval_every=50, checkpoint_every=250)),
+    "paper": Preset(
+        model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0),
+        task=dict(corpus="wikitext-103", context=256, batch_size=320),
+        train=dict(
+            iterations=6375,
+            lr=5e-4,
+            warmup=2000,
+            schedule="cosine",
+            min_lr=5e-5,
+            betas=(0.9, 0.999),
+            weight_decay=0.0,
+            grad_clip=1.0,
+            eval_every=50,
+            checkpoint_every=250,
+        ),
+    ),
 }
-# what a preset sets per block type, on top of LM_PRESETS: the authors' Transformers use 12 heads of 64, their relation networks one
+# what a preset sets per block type, on top of LM_PRESETS: the authors' Transformers use 12 heads of 64, their relation
+# networks one
 LM_BLOCK_MODEL = {"paper": {"attention": dict(n_heads=12), "relation": dict(n_heads=1)}}
 LM_KINDS = ("linear_causal_rn", "transformer", "linear_transformer")
 
 # %% ../nbs/18_language_model.ipynb #668abf11
-VALID_SEED = 10**6                               # the fixed validation windows of every run
+VALID_SEED = 10**6  # the fixed validation windows of every run
+
 
 def corpus_splits(cfg: LMConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
     "Byte ids of the training and validation text of `cfg.corpus`, and a fingerprint of the text."
@@ -66,87 +88,155 @@ def corpus_splits(cfg: LMConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
         tok = ByteTokenizer()
         ids = tok.encode(train).to(torch.uint8), tok.encode(valid).to(torch.uint8)
         return *ids, hashlib.sha256((train + valid).encode()).hexdigest()[:16]
-    if cfg.corpus == "python-reference": text = python_reference_corpus()
+    if cfg.corpus == "python-reference":
+        text = python_reference_corpus()
     else:
-        try: text = Path(cfg.corpus).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e: raise ValueError(f"cannot read the corpus {cfg.corpus} as UTF-8 text: {e}") from None
+        try:
+            text = Path(cfg.corpus).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read the corpus {cfg.corpus} as UTF-8 text: {e}") from None
     return *encode_splits(text), hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 class LMTask(Task):
     "Byte-level language modelling for `fit`; `text` (train and valid split 90/10) replaces the corpus, for tests."
+
     name = "lm"
+
     def __init__(self, cfg: LMConfig, text: str | None = None):
         super().__init__(cfg)
-        if text is None: self.train_ids, self.valid_ids, self.fingerprint = corpus_splits(cfg)
-        else: (self.train_ids, self.valid_ids), self.fingerprint = encode_splits(text), hashlib.sha256(text.encode()).hexdigest()[:16]
-        lm_batch(self.valid_ids, 1, cfg.context)                   # the validation text must hold a window: checked now
+        if text is None:
+            self.train_ids, self.valid_ids, self.fingerprint = corpus_splits(cfg)
+        else:
+            (self.train_ids, self.valid_ids), self.fingerprint = (
+                encode_splits(text),
+                hashlib.sha256(text.encode()).hexdigest()[:16],
+            )
+        lm_batch(self.valid_ids, 1, cfg.context)  # the validation text must hold a window: checked now
 
-    def model_fields(self) -> dict: return dict(vocab_size=ByteTokenizer.vocab_size, context=self.cfg.context)
+    def model_fields(self) -> dict:
+        return dict(vocab_size=ByteTokenizer.vocab_size, context=self.cfg.context)
 
-    def batch(self, generator, device): return lm_batch(self.train_ids, self.cfg.batch_size, self.cfg.context, generator, device)
+    def batch(self, generator, device):
+        return lm_batch(self.train_ids, self.cfg.batch_size, self.cfg.context, generator, device)
 
-    def loss(self, logits, y): return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), {}
+    def loss(self, logits, y):
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), {}
 
     @torch.no_grad()
     def evaluate(self, model, device) -> dict:
         g, cfg = torch.Generator().manual_seed(VALID_SEED), self.cfg
-        was_training = model.training; model.eval()
-        losses = [F.cross_entropy(model(x).float().flatten(0, 1), y.flatten()).item()
-                  for x, y in (lm_batch(self.valid_ids, cfg.batch_size, cfg.context, g, device) for _ in range(cfg.eval_batches))]
+        was_training = model.training
+        model.eval()
+        losses = [
+            F.cross_entropy(model(x).float().flatten(0, 1), y.flatten()).item()
+            for x, y in (
+                lm_batch(self.valid_ids, cfg.batch_size, cfg.context, g, device) for _ in range(cfg.eval_batches)
+            )
+        ]
         model.train(was_training)
         return dict(valid_loss=sum(losses) / len(losses))
 
     def summary(self, model, rows, device) -> dict:
         valids = [r["valid_loss"] for r in rows if r.get("valid_loss") is not None]
         last = rows[-50:]
-        return dict(corpus=self.cfg.corpus, corpus_sha256=self.fingerprint, train_bytes=len(self.train_ids),
-                    final_train_loss=round(sum(r["loss"] for r in last) / len(last), 4) if last else None,
-                    final_valid_loss=valids[-1] if valids else None,
-                    final_valid_bits_per_byte=round(valids[-1] / math.log(2), 4) if valids else None)
+        return dict(
+            corpus=self.cfg.corpus,
+            corpus_sha256=self.fingerprint,
+            train_bytes=len(self.train_ids),
+            final_train_loss=round(sum(r["loss"] for r in last) / len(last), 4) if last else None,
+            final_valid_loss=valids[-1] if valids else None,
+            final_valid_bits_per_byte=round(valids[-1] / math.log(2), 4) if valids else None,
+        )
 
-def lm_run_config(kind: str = "linear_causal_rn", preset: str = "cpu", model: dict | None = None,
-                  train: dict | None = None, text: str | None = None):
-    "(ModelConfig, LMTask, TrainConfig) of a byte-level language model: a preset, then overrides (task and loop fields together in `train`)."
+
+def lm_run_config(
+    kind: str = "linear_causal_rn",
+    preset: str = "cpu",
+    model: dict | None = None,
+    train: dict | None = None,
+    text: str | None = None,
+):
+    """(ModelConfig, LMTask, TrainConfig) of a byte-level language model: a preset, then overrides (task and loop fields
+    together in `train`)."""
     per_block = LM_BLOCK_MODEL.get(preset, {}).get(KINDS[kind].block, {}) if kind in KINDS else {}
-    model = {**per_block, **(model or {})}                         # the caller's model fields win
+    model = {**per_block, **(model or {})}  # the caller's model fields win
     model_cfg, task, cfg = configure(LMTask, LMConfig, LM_PRESETS, kind, preset, model=model, train=train, text=text)
-    if not model_cfg.causal: raise ValueError(f"a language model must be causal; a bidirectional {kind} sees the future")
+    if not model_cfg.causal:
+        raise ValueError(f"a language model must be causal; a bidirectional {kind} sees the future")
     return model_cfg, task, cfg
 
-def run_lm(name: str, kind: str = "linear_causal_rn", preset: str = "cpu", root: str | Path = "results/lm",
-           text: str | None = None, model: dict | None = None, train_kw: dict | None = None,
-           force: bool = False, progress: bool = True, log=print) -> dict:
+
+def run_lm(
+    name: str,
+    kind: str = "linear_causal_rn",
+    preset: str = "cpu",
+    root: str | Path = "results/lm",
+    text: str | None = None,
+    model: dict | None = None,
+    train_kw: dict | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     "The summary of the run `root/name` with this configuration: stored if it finished, else trained (or resumed)."
     model_cfg, task, cfg = lm_run_config(kind, preset, model, train_kw, text)
     out = Path(root) / name
-    if force and out.exists(): shutil.rmtree(out)
+    if force and out.exists():
+        shutil.rmtree(out)
     return fit(model_cfg, task, cfg, out, preset=preset, finished="strict", progress=progress, log=log)
 
-def _report(s: dict, args) -> str:
-    return (f"{s['kind']} on {s['corpus']} ({s['preset']} preset, {s['device']}): {s['iterations']} iterations in "
-            f"{s['wall_time_s']:.0f} s; validation loss {s['final_valid_loss']:.3f} nats/byte "
-            f"({s['final_valid_bits_per_byte']:.2f} bits)" + (f"; results in {args.out}" if args.out else ""))
 
-main = task_command("causal-rn-lm", "Train a byte-level language model (Appendix B of the paper) and report its validation loss.",
-                    LMConfig, LM_PRESETS, lambda args, **kw: lm_run_config(args.kind, args.preset, kw["model"], {**kw["task"], **kw["train"]}),
-                    _report, kinds=LM_KINDS, default_kind="linear_causal_rn")
+def _report(s: dict, args) -> str:
+    return (
+        f"{s['kind']} on {s['corpus']} ({s['preset']} preset, {s['device']}): {s['iterations']} iterations in "
+        f"{s['wall_time_s']:.0f} s; validation loss {s['final_valid_loss']:.3f} nats/byte "
+        f"({s['final_valid_bits_per_byte']:.2f} bits)" + (f"; results in {args.out}" if args.out else "")
+    )
+
+
+main = task_command(
+    "causal-rn-lm",
+    "Train a byte-level language model (Appendix B of the paper) and report its validation loss.",
+    LMConfig,
+    LM_PRESETS,
+    lambda args, **kw: lm_run_config(args.kind, args.preset, kw["model"], {**kw["task"], **kw["train"]}),
+    _report,
+    kinds=LM_KINDS,
+    default_kind="linear_causal_rn",
+)
 
 # %% ../nbs/18_language_model.ipynb #96e77b2d
-def sample_text(model, prompt: str, n_chars: int, temperature: float = 0.8, top_k: int | None = 20,
-                seed: int = 0, use_cache: bool = True) -> str:
+def sample_text(
+    model,
+    prompt: str,
+    n_chars: int,
+    temperature: float = 0.8,
+    top_k: int | None = 20,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> str:
     "Continue `prompt` by `n_chars` sampled bytes; the prompt plus its continuation, as text."
     tok = ByteTokenizer()
     ids = tok.encode(prompt)[None].to(next(model.parameters()).device)
-    out = model.generate(ids, n_chars, use_cache=use_cache, temperature=temperature, top_k=top_k,
-                         generator=torch.Generator().manual_seed(seed))
+    out = model.generate(
+        ids,
+        n_chars,
+        use_cache=use_cache,
+        temperature=temperature,
+        top_k=top_k,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return tok.decode(out[0].cpu())
 
 # %% ../nbs/18_language_model.ipynb #f8b191c2
 def generation_speed(model, prompt_len: int, n_new: int, use_cache: bool, repeats: int = 2) -> float:
     "Characters per second generating `n_new` bytes after a random prompt of `prompt_len` (best of `repeats`)."
     prompt = torch.randint(0, model.cfg.vocab_size, (1, prompt_len))
-    model.generate(prompt, min(n_new, 8), use_cache=use_cache)                 # warm-up
+    model.generate(prompt, min(n_new, 8), use_cache=use_cache)  # warm-up
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter(); model.generate(prompt, n_new, use_cache=use_cache); best = min(best, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model.generate(prompt, n_new, use_cache=use_cache)
+        best = min(best, time.perf_counter() - t0)
     return n_new / best

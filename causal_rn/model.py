@@ -25,10 +25,12 @@ __all__ = ['KINDS', 'EMBEDDING_PARAMETERS', 'Kind', 'kind_name', 'ModelConfig', 
 @dataclass(frozen=True)
 class Kind:
     "What a model kind is built from."
-    block: str             # "relation" or "attention"
-    linear: bool           # the O(T) form: Eq. 5 (relation) or elu+1 feature maps (attention)
-    causal: bool | None    # fixed direction; None: either (ModelConfig.causal chooses; default causal)
-    label: str             # how figures and tables name it
+
+    block: str  # "relation" or "attention"
+    linear: bool  # the O(T) form: Eq. 5 (relation) or elu+1 feature maps (attention)
+    causal: bool | None  # fixed direction; None: either (ModelConfig.causal chooses; default causal)
+    label: str  # how figures and tables name it
+
 
 KINDS: dict[str, Kind] = {
     "causal_rn": Kind("relation", False, True, "CausalRN"),
@@ -36,37 +38,41 @@ KINDS: dict[str, Kind] = {
     "bi_rn": Kind("relation", False, False, "BiRN"),
     "linear_bi_rn": Kind("relation", True, False, "Linear BiRN"),
     "transformer": Kind("attention", False, None, "Transformer"),
-    "linear_transformer": Kind("attention", True, None, "Linear Transformer")}
+    "linear_transformer": Kind("attention", True, None, "Linear Transformer"),
+}
+
 
 def kind_name(block: str, linear: bool, causal: bool | None) -> str:
     "The name of the kind with these properties (a kind of either direction matches any `causal`)."
     for name, kind in KINDS.items():
-        if (kind.block, kind.linear) == (block, linear) and (kind.causal is None or kind.causal == causal): return name
+        if (kind.block, kind.linear) == (block, linear) and (kind.causal is None or kind.causal == causal):
+            return name
     raise ValueError(f"no kind has block={block!r}, linear={linear!r}, causal={causal!r}")
 
 # %% ../nbs/08_model.ipynb #22f6b083
 @dataclass
 class ModelConfig:
     "Everything that defines a model; `None` fields take the paper's choice for `kind` (see `resolved`)."
-    kind: str = "causal_rn"          # a name in KINDS
-    vocab_size: int | None = 29      # token ids 0..vocab_size-1 (token input, next-token head)
-    context: int = 514               # longest sequence (learned position embeddings), <CLS> included
-    d_model: int = 192               # d_e, the residual stream width
-    d_hidden: int | None = None      # d_h; None: d_model (relation networks) or 4 * d_model (Transformers)
+
+    kind: str = "causal_rn"  # a name in KINDS
+    vocab_size: int | None = 29  # token ids 0..vocab_size-1 (token input, next-token head)
+    context: int = 514  # longest sequence (learned position embeddings), <CLS> included
+    d_model: int = 192  # d_e, the residual stream width
+    d_hidden: int | None = None  # d_h; None: d_model (relation networks) or 4 * d_model (Transformers)
     n_blocks: int = 12
     n_heads: int = 1
-    prenorm: str | None = None       # relation kinds: "exact", "approx" or "none"; None: exact, approx for linear kinds
-    postnorm: bool = True            # relation kinds: post-reduction normalisation
-    act: str = "exp"                 # relation kinds: "exp", "relu", "elu" or "gelu"
-    norm: str = "layer"              # every parameter-free normalisation: "layer" or "rms"
-    eps: float = 0.0                 # added to the std (or rms) in every normalisation, as the authors' code does
-    causal: bool | None = None       # None: the kind's direction (KINDS), causal for the Transformers
-    stable: bool | None = None       # relation kinds, exp: log-space trick; None: on where exact (post-norm, one head)
-    impl: str = "auto"               # relation kinds: relation() implementation
-    input: str = "tokens"            # "tokens" (ids, (B, T)) or "patches" (vectors, (B, T, patch_dim))
-    patch_dim: int | None = None     # features per patch for input="patches" (2x2 RGB patches: 12)
-    head: str = "next_token"         # "next_token": (B, T, vocab) logits; "classify": (B, n_classes) from a <CLS> token
-    n_classes: int | None = None     # head="classify"
+    prenorm: str | None = None  # relation kinds: "exact", "approx" or "none"; None: exact, approx for linear kinds
+    postnorm: bool = True  # relation kinds: post-reduction normalisation
+    act: str = "exp"  # relation kinds: "exp", "relu", "elu" or "gelu"
+    norm: str = "layer"  # every parameter-free normalisation: "layer" or "rms"
+    eps: float = 0.0  # added to the std (or rms) in every normalisation, as the authors' code does
+    causal: bool | None = None  # None: the kind's direction (KINDS), causal for the Transformers
+    stable: bool | None = None  # relation kinds, exp: log-space trick; None: on where exact (post-norm, one head)
+    impl: str = "auto"  # relation kinds: relation() implementation
+    input: str = "tokens"  # "tokens" (ids, (B, T)) or "patches" (vectors, (B, T, patch_dim))
+    patch_dim: int | None = None  # features per patch for input="patches" (2x2 RGB patches: 12)
+    head: str = "next_token"  # "next_token": (B, T, vocab) logits; "classify": (B, n_classes) from a <CLS> token
+    n_classes: int | None = None  # head="classify"
 
     def resolved(self) -> ModelConfig:
         "A copy with every `None` filled in, after checking that the fields fit together."
@@ -76,82 +82,126 @@ class ModelConfig:
 def _resolve(cfg: ModelConfig) -> ModelConfig:
     kind = KINDS[one_of("ModelConfig.kind", cfg.kind, KINDS)]
     relational = kind.block == "relation"
-    for name in ("context", "d_model", "n_blocks", "n_heads"): positive_int(f"ModelConfig.{name}", getattr(cfg, name))
+    for name in ("context", "d_model", "n_blocks", "n_heads"):
+        positive_int(f"ModelConfig.{name}", getattr(cfg, name))
     d_hidden = cfg.d_hidden if cfg.d_hidden is not None else (cfg.d_model if relational else 4 * cfg.d_model)
     positive_int("ModelConfig.d_hidden", d_hidden)
     width = d_hidden if relational else cfg.d_model
     if width % cfg.n_heads:
-        raise ValueError(f"n_heads={cfg.n_heads} must divide the {'d_hidden' if relational else 'd_model'} "
-                         f"of a {cfg.kind} ({width})")
+        raise ValueError(
+            f"n_heads={cfg.n_heads} must divide the {'d_hidden' if relational else 'd_model'} of a {cfg.kind} ({width})"
+        )
     one_of("ModelConfig.norm", cfg.norm, NORMS)
     finite_float("ModelConfig.eps", cfg.eps, minimum=0)
-    if cfg.norm == "layer" and cfg.d_model == 1: raise _one_feature("ModelConfig.d_model", "d_model >= 2")
+    if cfg.norm == "layer" and cfg.d_model == 1:
+        raise _one_feature("ModelConfig.d_model", "d_model >= 2")
     causal = (kind.causal is not False) if cfg.causal is None else real_bool("ModelConfig.causal", cfg.causal)
     if kind.causal is not None and causal != kind.causal:
         direction = {True: "causal", False: "bidirectional"}
-        raise ValueError(f"kind={cfg.kind!r} is {direction[kind.causal]}; for a {direction[causal]} model use "
-                         f"kind={kind_name(kind.block, kind.linear, causal)!r}")
+        raise ValueError(
+            f"kind={cfg.kind!r} is {direction[kind.causal]}; for a {direction[causal]} model use "
+            f"kind={kind_name(kind.block, kind.linear, causal)!r}"
+        )
     prenorm, stable = cfg.prenorm, cfg.stable
     if relational:
-        if prenorm is None: prenorm = "approx" if kind.linear else "exact"
+        if prenorm is None:
+            prenorm = "approx" if kind.linear else "exact"
         one_of("ModelConfig.prenorm", prenorm, PRENORMS)
         one_of("ModelConfig.act", cfg.act, ACTIVATIONS)
         real_bool("ModelConfig.postnorm", cfg.postnorm)
         if kind.linear and not decomposable(prenorm, cfg.act):
-            raise ValueError(f"kind={cfg.kind!r} computes Eq. 5, which needs act='exp' and prenorm 'approx' or 'none' "
-                             f"(got act={cfg.act!r}, prenorm={prenorm!r}); use kind="
-                             f"{kind_name(kind.block, False, causal)!r} for other forms")
+            raise ValueError(
+                f"kind={cfg.kind!r} computes Eq. 5, which needs act='exp' and prenorm 'approx' or 'none' "
+                f"(got act={cfg.act!r}, prenorm={prenorm!r}); use kind="
+                f"{kind_name(kind.block, False, causal)!r} for other forms"
+            )
         one_of("ModelConfig.impl", cfg.impl, IMPLS)
         if cfg.impl == "linear" and not decomposable(prenorm, cfg.act):
             raise ValueError(f"impl='linear' cannot compute prenorm={prenorm!r} with act={cfg.act!r}; use impl='auto'")
         if cfg.norm == "layer" and prenorm != "none" and d_hidden // cfg.n_heads == 1:
-            raise _one_feature(f"d_hidden / n_heads (the width each head's pre-activation normalisation sees, "
-                               f"{d_hidden} / {cfg.n_heads})", "d_hidden >= 2 * n_heads, prenorm='none'")
+            raise _one_feature(
+                f"d_hidden / n_heads (the width each head's pre-activation normalisation sees, "
+                f"{d_hidden} / {cfg.n_heads})",
+                "d_hidden >= 2 * n_heads, prenorm='none'",
+            )
         if cfg.norm == "layer" and cfg.postnorm and d_hidden == 1:
-            raise _one_feature("ModelConfig.d_hidden (the width of the post-reduction normalisation)", "d_hidden >= 2, postnorm=False")
-        if stable is None: stable = cfg.act == "exp" and cfg.postnorm and cfg.n_heads == 1
+            raise _one_feature(
+                "ModelConfig.d_hidden (the width of the post-reduction normalisation)", "d_hidden >= 2, postnorm=False"
+            )
+        if stable is None:
+            stable = cfg.act == "exp" and cfg.postnorm and cfg.n_heads == 1
         real_bool("ModelConfig.stable", stable)
-        if stable and cfg.act != "exp": raise ValueError("stable=True is the log-space trick for act='exp'; use stable=False")
+        if stable and cfg.act != "exp":
+            raise ValueError("stable=True is the log-space trick for act='exp'; use stable=False")
         if stable and cfg.n_heads > 1:
-            raise ValueError(f"stable=True with n_heads={cfg.n_heads}: each head's output is divided by its own row maximum, "
-                             "and the post-norm over all heads together does not undo different factors, so the model would "
-                             "change; use stable=False (exact and approx pre-norm keep exp's argument below 2*sqrt(d_h))")
+            raise ValueError(
+                f"stable=True with n_heads={cfg.n_heads}: each head's output is divided by its own row maximum, "
+                "and the post-norm over all heads together does not undo different factors, so the model would "
+                "change; use stable=False (exact and approx pre-norm keep exp's argument below 2*sqrt(d_h))"
+            )
     else:
-        changed = [f"{k}={getattr(cfg, k)!r}" for k, default in
-                   [("prenorm", None), ("postnorm", True), ("act", "exp"), ("stable", None), ("impl", "auto")]
-                   if getattr(cfg, k) != default]
-        if changed: raise ValueError(f"{', '.join(changed)} configure relation blocks; a {cfg.kind} has none "
-                                     "(leave them at their defaults)")
+        changed = [
+            f"{k}={getattr(cfg, k)!r}"
+            for k, default in [
+                ("prenorm", None),
+                ("postnorm", True),
+                ("act", "exp"),
+                ("stable", None),
+                ("impl", "auto"),
+            ]
+            if getattr(cfg, k) != default
+        ]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} configure relation blocks; a {cfg.kind} has none (leave them at their defaults)"
+            )
     one_of("ModelConfig.input", cfg.input, ("tokens", "patches"))
-    if cfg.input == "patches": positive_int("ModelConfig.patch_dim", cfg.patch_dim)
+    if cfg.input == "patches":
+        positive_int("ModelConfig.patch_dim", cfg.patch_dim)
     one_of("ModelConfig.head", cfg.head, ("next_token", "classify"))
-    if cfg.head == "classify": positive_int("ModelConfig.n_classes", cfg.n_classes)
-    if cfg.input == "tokens" or cfg.head == "next_token": positive_int("ModelConfig.vocab_size", cfg.vocab_size)
+    if cfg.head == "classify":
+        positive_int("ModelConfig.n_classes", cfg.n_classes)
+    if cfg.input == "tokens" or cfg.head == "next_token":
+        positive_int("ModelConfig.vocab_size", cfg.vocab_size)
     if cfg.head == "next_token" and cfg.input == "patches":
-        raise ValueError("a next-token head predicts token ids, so it needs input='tokens'; use head='classify' for patches")
+        raise ValueError(
+            "a next-token head predicts token ids, so it needs input='tokens'; use head='classify' for patches"
+        )
     if cfg.head == "classify" and cfg.context < 2:
         raise ValueError("head='classify' appends a <CLS> token, so context must be at least 2")
-    return replace(cfg, d_hidden=d_hidden, causal=causal, prenorm=prenorm if relational else None,
-                   stable=stable if relational else None)
+    return replace(
+        cfg,
+        d_hidden=d_hidden,
+        causal=causal,
+        prenorm=prenorm if relational else None,
+        stable=stable if relational else None,
+    )
+
 
 def _one_feature(what: str, fix: str) -> ValueError:
-    return ValueError(f"{what} is 1 with norm='layer': LayerNorm over one feature is always 0 (the feature minus its own "
-                      f"mean; 0/0 = NaN when eps=0), so it would erase its input; use {fix} or norm='rms'")
+    return ValueError(
+        f"{what} is 1 with norm='layer': LayerNorm over one feature is always 0 (the feature minus its own "
+        f"mean; 0/0 = NaN when eps=0), so it would erase its input; use {fix} or norm='rms'"
+    )
 
 # %% ../nbs/08_model.ipynb #0765ccdf
 class Model(nn.Module):
     "A sequence model built from a `ModelConfig`: embeddings, residual blocks, final norm, linear head."
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}; for a dict d use ModelConfig(**d)")
         self.cfg = cfg = cfg.resolved()
         d = cfg.d_model
-        if cfg.input == "tokens": self.tok_emb = nn.Embedding(cfg.vocab_size, d)
-        else: self.patch_proj = nn.Linear(cfg.patch_dim, d, bias=False)
+        if cfg.input == "tokens":
+            self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        else:
+            self.patch_proj = nn.Linear(cfg.patch_dim, d, bias=False)
         self.pos_emb = nn.Embedding(cfg.context, d)
-        if cfg.head == "classify": self.cls_token = nn.Parameter(torch.zeros(d))
-        relational = KINDS[cfg.kind].block == "relation"                 # one spec, checked once, for every block
+        if cfg.head == "classify":
+            self.cls_token = nn.Parameter(torch.zeros(d))
+        relational = KINDS[cfg.kind].block == "relation"  # one spec, checked once, for every block
         spec = RelationSpec(cfg.prenorm, cfg.act, cfg.causal, cfg.norm, cfg.eps, cfg.stable) if relational else None
         self.blocks = nn.ModuleList([_block(cfg, spec) for _ in range(cfg.n_blocks)])
         self.mu = get_norm(cfg.norm)
@@ -161,11 +211,18 @@ class Model(nn.Module):
     def forward(self, x: Tensor, caches: list[dict] | None = None, start: int = 0) -> Tensor:
         "Logits: (B, T, vocab_size) for the next-token head, (B, n_classes) for the classification head."
         positive_int("start", start, minimum=0)
-        if caches is not None and (not isinstance(caches, (list, tuple)) or len(caches) != len(self.blocks)
-                                   or not all(isinstance(c, dict) for c in caches)):
-            got = f"{len(caches)} of {sorted({type(c).__name__ for c in caches})}" if isinstance(caches, (list, tuple)) else type(caches).__name__
+        if caches is not None and (
+            not isinstance(caches, (list, tuple))
+            or len(caches) != len(self.blocks)
+            or not all(isinstance(c, dict) for c in caches)
+        ):
+            got = (
+                f"{len(caches)} of {sorted({type(c).__name__ for c in caches})}"
+                if isinstance(caches, (list, tuple))
+                else type(caches).__name__
+            )
             raise ValueError(f"caches must hold one dict per block ({len(self.blocks)}), got {got}")
-        h = self._embed(x, start)                                         # (B, T, d_e)
+        h = self._embed(x, start)  # (B, T, d_e)
         for i, block in enumerate(self.blocks):
             h = block(h, None if caches is None else caches[i])
         h = self.mu(h, self.cfg.eps)
@@ -179,30 +236,48 @@ class Model(nn.Module):
             if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != cfg.patch_dim or not x.is_floating_point():
                 got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
                 raise ValueError(f"patches must be a float tensor of shape (B, T, {cfg.patch_dim}), got {got}")
-            if x.shape[0] == 0 or x.shape[1] == 0: raise ValueError(f"patches must be non-empty, got shape {tuple(x.shape)}")
+            if x.shape[0] == 0 or x.shape[1] == 0:
+                raise ValueError(f"patches must be non-empty, got shape {tuple(x.shape)}")
             _check_device("patches", x, device)
-            if not bool(torch.isfinite(x).all()): raise NonFiniteError("patches contain NaN or inf; check the images and their normalisation")
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteError("patches contain NaN or inf; check the images and their normalisation")
             h = self.patch_proj(x)
-        if cfg.head == "classify": h = torch.cat([h, self.cls_token.expand(h.shape[0], 1, -1)], 1)
+        if cfg.head == "classify":
+            h = torch.cat([h, self.cls_token.expand(h.shape[0], 1, -1)], 1)
         T = h.shape[1]
         if start + T > cfg.context:
             extra = " (the <CLS> token included)" if cfg.head == "classify" else ""
-            raise ValueError(f"sequence of {start + T} positions{extra} is longer than the context of {cfg.context}; "
-                             "build the model with a larger ModelConfig.context")
+            raise ValueError(
+                f"sequence of {start + T} positions{extra} is longer than the context of {cfg.context}; "
+                "build the model with a larger ModelConfig.context"
+            )
         return h + self.pos_emb(torch.arange(start, start + T, device=h.device))
 
     @torch.no_grad()
-    def generate(self, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False,
-                 temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None):
-        "Decode `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used); see `generate`."
+    def generate(
+        self,
+        prompt: Tensor,
+        max_new_tokens: int,
+        use_cache: bool = True,
+        return_logits: bool = False,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        """Decode `prompt` (B, T0) ids -> (B, T0 + max_new_tokens) ids (and the (B, n, vocab) logits used); see
+        `generate`."""
         return generate(self, prompt, max_new_tokens, use_cache, return_logits, temperature, top_k, generator)
 
 # %% ../nbs/08_model.ipynb #08c1d002
 def _block(cfg: ModelConfig, spec: RelationSpec | None) -> nn.Module:
     kind = KINDS[cfg.kind]
     if kind.block == "relation":
-        return RelationBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, spec, cfg.postnorm, cfg.impl, recurrent=kind.linear)
-    return AttentionBlock(cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=kind.linear, norm=cfg.norm, eps=cfg.eps)
+        return RelationBlock(
+            cfg.d_model, cfg.d_hidden, cfg.n_heads, spec, cfg.postnorm, cfg.impl, recurrent=kind.linear
+        )
+    return AttentionBlock(
+        cfg.d_model, cfg.d_hidden, cfg.n_heads, cfg.causal, linear=kind.linear, norm=cfg.norm, eps=cfg.eps
+    )
 
 # %% ../nbs/08_model.ipynb #08c1d004
 def _check_tokens(x, vocab_size: int, device: torch.device | None = None) -> Tensor:
@@ -212,28 +287,36 @@ def _check_tokens(x, vocab_size: int, device: torch.device | None = None) -> Ten
         raise ValueError(f"token ids must be a tensor of shape (B, T), got {got}")
     if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
         raise TypeError(f"token ids must be an integer tensor (any integer dtype, e.g. torch.long), got {x.dtype}")
-    if x.numel() == 0: raise ValueError(f"token ids must be non-empty, got shape {tuple(x.shape)}")
-    if device is not None: _check_device("token ids", x, device)
-    ids = x.long()                                                        # the embedding takes int64 (or int32) only
+    if x.numel() == 0:
+        raise ValueError(f"token ids must be non-empty, got shape {tuple(x.shape)}")
+    if device is not None:
+        _check_device("token ids", x, device)
+    ids = x.long()  # the embedding takes int64 (or int32) only
     lo, hi = ids.min().item(), ids.max().item()
-    wrapped = x.dtype == torch.uint64 and lo < 0                          # the conversion wrapped ids >= 2**63
+    wrapped = x.dtype == torch.uint64 and lo < 0  # the conversion wrapped ids >= 2**63
     if wrapped or lo < 0 or hi >= vocab_size:
         got = "uint64 ids of 2**63 or more" if wrapped else f"values from {lo} to {hi}"
         raise ValueError(f"token ids must lie in [0, {vocab_size - 1}] (vocab_size={vocab_size}), got {got}")
     return ids
 
+
 def _check_device(name: str, x: Tensor, device: torch.device):
     if x.device != device:
-        raise ValueError(f"{name} are on {x.device} but the model is on {device}; move them there with .to({str(device)!r})")
+        raise ValueError(
+            f"{name} are on {x.device} but the model is on {device}; move them there with .to({str(device)!r})"
+        )
 
 # %% ../nbs/08_model.ipynb #01214225
 def output_layers(model: Model) -> list[nn.Linear]:
-    "The layers that write into the residual stream: each relation block's `proj`, each attention block's `proj` and `fc2`."
-    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
+    """The layers that write into the residual stream: each relation block's `proj`, each attention block's `proj` and
+    `fc2`."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     out = []
     for block in model.blocks:
         out += [block.proj] if isinstance(block, RelationBlock) else [block.proj, block.fc2]
     return out
+
 
 def init_weights(model: Model, std: float = 0.02) -> Model:
     "Appendix D initialisation, in place."
@@ -242,11 +325,16 @@ def init_weights(model: Model, std: float = 0.02) -> Model:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0.0, std)
-            if module.bias is not None: nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding): nn.init.normal_(module.weight, 0.0, 1.0)
-    for layer in output_layers(model): nn.init.normal_(layer.weight, 0.0, std / math.sqrt(residuals))
-    if hasattr(model, "cls_token"): nn.init.normal_(model.cls_token, 0.0, 1.0)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, 1.0)
+    for layer in output_layers(model):
+        nn.init.normal_(layer.weight, 0.0, std / math.sqrt(residuals))
+    if hasattr(model, "cls_token"):
+        nn.init.normal_(model.cls_token, 0.0, 1.0)
     return model
+
 
 def build_model(cfg: ModelConfig) -> Model:
     "The model `cfg` describes, initialised as in Appendix D."
@@ -255,74 +343,103 @@ def build_model(cfg: ModelConfig) -> Model:
 # %% ../nbs/08_model.ipynb #035468f6
 EMBEDDING_PARAMETERS = ("tok_emb.", "pos_emb.", "cls_token")
 
+
 def count_params(model: nn.Module, embeddings: bool = False) -> int:
-    "Number of parameters; without the token/position embeddings and <CLS> token unless `embeddings`, as the paper counts."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    """Number of parameters; without the token/position embeddings and <CLS> token unless `embeddings`, as the paper
+    counts."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     real_bool("embeddings", embeddings)
-    return sum(p.numel() for name, p in model.named_parameters()
-               if embeddings or not name.startswith(EMBEDDING_PARAMETERS))
+    return sum(
+        p.numel() for name, p in model.named_parameters() if embeddings or not name.startswith(EMBEDDING_PARAMETERS)
+    )
 
 # %% ../nbs/08_model.ipynb #574f910e
 @torch.no_grad()
-def generate(model: Model, prompt: Tensor, max_new_tokens: int, use_cache: bool = True, return_logits: bool = False,
-             temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None):
+def generate(
+    model: Model,
+    prompt: Tensor,
+    max_new_tokens: int,
+    use_cache: bool = True,
+    return_logits: bool = False,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+):
     "Greedy (`temperature=0`) or sampled decoding with per-layer caches (or, `use_cache=False`, re-running the prefix)."
-    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     cfg = model.cfg
-    if not cfg.causal: raise ValueError(f"a bidirectional {cfg.kind} cannot generate: every new token would change "
-                                        "the outputs of all earlier positions; use a causal kind")
-    if cfg.head != "next_token" or cfg.input != "tokens": raise ValueError("generate needs a next-token head on token input")
+    if not cfg.causal:
+        raise ValueError(
+            f"a bidirectional {cfg.kind} cannot generate: every new token would change "
+            "the outputs of all earlier positions; use a causal kind"
+        )
+    if cfg.head != "next_token" or cfg.input != "tokens":
+        raise ValueError("generate needs a next-token head on token input")
     prompt = _check_tokens(prompt, cfg.vocab_size, model.pos_emb.weight.device)
     positive_int("max_new_tokens", max_new_tokens, minimum=0)
-    real_bool("use_cache", use_cache); real_bool("return_logits", return_logits)
-    if prompt.shape[1] + max_new_tokens - 1 > cfg.context:                  # the last new token is never fed back
-        raise ValueError(f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens needs a context of "
-                         f"{prompt.shape[1] + max_new_tokens - 1}, more than the model's {cfg.context}; generate fewer "
-                         "tokens or build the model with a larger context")
+    real_bool("use_cache", use_cache)
+    real_bool("return_logits", return_logits)
+    if prompt.shape[1] + max_new_tokens - 1 > cfg.context:  # the last new token is never fed back
+        raise ValueError(
+            f"prompt of {prompt.shape[1]} tokens + {max_new_tokens} new tokens needs a context of "
+            f"{prompt.shape[1] + max_new_tokens - 1}, more than the model's {cfg.context}; generate fewer "
+            "tokens or build the model with a larger context"
+        )
     _check_sampling(temperature, top_k, cfg.vocab_size, generator)
     tokens, all_logits = prompt, []
     caches = [{} for _ in model.blocks] if use_cache else None
-    logits = model(prompt, caches)[:, -1]                                  # (B, vocab)
+    logits = model(prompt, caches)[:, -1]  # (B, vocab)
     for step in range(max_new_tokens):
         all_logits.append(logits)
-        next_token = _pick(logits, temperature, top_k, generator)          # (B, 1)
+        next_token = _pick(logits, temperature, top_k, generator)  # (B, 1)
         tokens = torch.cat([tokens, next_token], 1)
-        if step == max_new_tokens - 1: break
+        if step == max_new_tokens - 1:
+            break
         logits = (model(next_token, caches, start=tokens.shape[1] - 1) if use_cache else model(tokens))[:, -1]
-    if not return_logits: return tokens
+    if not return_logits:
+        return tokens
     return tokens, (torch.stack(all_logits, 1) if all_logits else logits[:, None][:, :0])
 
 # %% ../nbs/08_model.ipynb #08c1d005
 def _check_sampling(temperature, top_k, vocab_size: int, generator=None):
-    finite_float("temperature", temperature, minimum=0)                     # 0: greedy; inf and nan refused
+    finite_float("temperature", temperature, minimum=0)  # 0: greedy; inf and nan refused
     if top_k is not None and positive_int("top_k", top_k) > vocab_size:
         raise ValueError(f"top_k must be None or an int in [1, {vocab_size}] (the vocabulary), got {top_k!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
 
-def pick_next_token(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
-                    generator: torch.Generator | None = None) -> Tensor:
+
+def pick_next_token(
+    logits: Tensor, temperature: float = 0.0, top_k: int | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     "(B, vocab) logits -> (B, 1) ids: argmax when `temperature` is 0, else a sample from the tempered top-k softmax."
     if not torch.is_tensor(logits) or logits.dim() != 2 or not logits.is_floating_point() or 0 in logits.shape:
         got = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
         raise ValueError(f"logits must be a non-empty float tensor of shape (B, vocab), got {got}")
     if bool(logits.isnan().any() | (logits == math.inf).any()):
-        raise NonFiniteError("logits contain NaN or +inf; check the model's output (-inf is allowed: a token never picked)")
-    if bool((logits == -math.inf).all(-1).any()): raise ValueError("a row of logits is all -inf: no token can be picked")
+        raise NonFiniteError(
+            "logits contain NaN or +inf; check the model's output (-inf is allowed: a token never picked)"
+        )
+    if bool((logits == -math.inf).all(-1).any()):
+        raise ValueError("a row of logits is all -inf: no token can be picked")
     _check_sampling(temperature, top_k, logits.shape[-1], generator)
     return _pick(logits, temperature, top_k, generator)
 
 # %% ../nbs/08_model.ipynb #08c1d007
 def _pick(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:
-    if temperature == 0 or top_k == 1: return logits.argmax(-1, keepdim=True)
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(-1, keepdim=True)
     z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
     # each row minus its largest logit, then divided: every entry is <= 0, so a tiny temperature sends the smaller ones
     # to -inf and never overflows; the largest (ties included) keep exp(0) = 1 and share the draw, the greedy limit.
     # A temperature below the dtype's smallest normal number divides as that number (the same draws, no 0/0).
     z = (z - z.max(-1, keepdim=True).values) / max(temperature, torch.finfo(z.dtype).tiny)
     if top_k is not None:
-        kth = z.topk(top_k, -1).values[:, -1:]                             # the k-th largest logit per row
+        kth = z.topk(top_k, -1).values[:, -1:]  # the k-th largest logit per row
         z = z.masked_fill(z < kth, float("-inf"))
     probs = z.softmax(-1)
-    if generator is not None and generator.device != probs.device: probs = probs.to(generator.device)
+    if generator is not None and generator.device != probs.device:
+        probs = probs.to(generator.device)
     return torch.multinomial(probs, 1, generator=generator).to(logits.device)

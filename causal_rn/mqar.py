@@ -22,16 +22,19 @@ __all__ = ['IGNORE', 'EVAL_SEED', 'MQAR_PRESETS', 'MQAR_KINDS', 'main', 'MQAR_LR
            'chosen_lr', 'long_run', 'sweep_points', 'mqar_sweep']
 
 # %% ../nbs/16_mqar.ipynb #m0000006
-IGNORE = -100                  # target of an unscored position (zoology's and cross_entropy's ignore index)
-EVAL_SEED = 10**6              # the held-out examples every MQAR evaluation uses
+IGNORE = -100  # target of an unscored position (zoology's and cross_entropy's ignore index)
+EVAL_SEED = 10**6  # the held-out examples every MQAR evaluation uses
+
 
 def mqar_slots(seq_len: int, pairs: int) -> int:
     "How many even positions after the 2k context tokens can hold a query: (T - 2k) / 2."
     return (seq_len - 2 * pairs) // 2
 
+
 def query_weights(slots: int, power_a: float = 0.01) -> Tensor:
-    "Probability of each query slot g = 0..slots-1, proportional to (g+1)^(a-1) (zoology's power law; a = 1 is uniform)."
-    log_w = (power_a - 1) * torch.arange(1, slots + 1, dtype=torch.float64).log()   # in logs: no overflow for a large a
+    """Probability of each query slot g = 0..slots-1, proportional to (g+1)^(a-1) (zoology's power law; a = 1 is
+    uniform)."""
+    log_w = (power_a - 1) * torch.arange(1, slots + 1, dtype=torch.float64).log()  # in logs: no overflow for a large a
     return torch.softmax(log_w, 0)
 
 # %% ../nbs/16_mqar.ipynb #m0000010
@@ -39,36 +42,57 @@ def _check_mqar_args(seq_len, pairs, vocab_size, power_a):
     "An error naming the argument when (seq_len, pairs, vocab_size, power_a) cannot make MQAR examples."
     T, k, V = positive_int("seq_len", seq_len, 4), positive_int("pairs", pairs), positive_int("vocab_size", vocab_size)
     finite_float("power_a", power_a, 0, above=True)
-    if T % 2: raise ValueError(f"seq_len must be even (queries stand at even positions), got {T}")
+    if T % 2:
+        raise ValueError(f"seq_len must be even (queries stand at even positions), got {T}")
     if 4 * k > T:
-        raise ValueError(f"{k} pairs need seq_len >= {4 * k} (2k context tokens, then k queries at even positions), "
-                         f"got seq_len {T}; use at most {T // 4} pairs or a longer sequence")
-    if V <= T: raise ValueError(f"vocab_size must exceed seq_len (zoology's rule), got vocab_size {V} and seq_len {T}; "
-                                f"use vocab_size >= {T + 1}")
+        raise ValueError(
+            f"{k} pairs need seq_len >= {4 * k} (2k context tokens, then k queries at even positions), "
+            f"got seq_len {T}; use at most {T // 4} pairs or a longer sequence"
+        )
+    if V <= T:
+        raise ValueError(
+            f"vocab_size must exceed seq_len (zoology's rule), got vocab_size {V} and seq_len {T}; "
+            f"use vocab_size >= {T + 1}"
+        )
+
 
 def _sample_excluding(excluded: Tensor, n: int, high: int, generator) -> Tensor:
     "(batch, n) tokens uniform over 0..high-1 minus each row's `excluded` tokens (batch, k), all distinct per row."
     r = torch.randint(high - excluded.shape[1], (excluded.shape[0], n), generator=generator)
-    for e in excluded.sort(-1).values.unbind(-1):                 # increasing: r counts the allowed tokens below it
+    for e in excluded.sort(-1).values.unbind(-1):  # increasing: r counts the allowed tokens below it
         r += (r >= e[:, None]).long()
     return r
 
-def mqar_batch(batch_size: int, seq_len: int, pairs: int, vocab_size: int, generator: torch.Generator | None = None,
-               power_a: float = 0.01, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-    "Inputs `x` and targets `y`, each (batch_size, seq_len) int64: k pairs, then each key queried once; y = IGNORE except at queries."
-    _check_mqar_args(seq_len, pairs, vocab_size, power_a); positive_int("batch_size", batch_size)
+
+def mqar_batch(
+    batch_size: int,
+    seq_len: int,
+    pairs: int,
+    vocab_size: int,
+    generator: torch.Generator | None = None,
+    power_a: float = 0.01,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Inputs `x` and targets `y`, each (batch_size, seq_len) int64: k pairs, then each key queried once; y = IGNORE
+    except at queries."""
+    _check_mqar_args(seq_len, pairs, vocab_size, power_a)
+    positive_int("batch_size", batch_size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be None or a torch.Generator, got {type(generator).__name__}")
     if device is not None:
-        try: torch.device(device)
-        except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     B, T, k, half = batch_size, seq_len, pairs, vocab_size // 2
     pick = lambda n: torch.rand(B, n, generator=generator, dtype=torch.float64).argsort(-1)[:, :k]
     keys, values = 1 + pick(half - 1), half + pick(vocab_size - half)
-    slots = torch.multinomial(query_weights(mqar_slots(T, k), power_a).expand(B, -1), k, replacement=False, generator=generator)
+    slots = torch.multinomial(
+        query_weights(mqar_slots(T, k), power_a).expand(B, -1), k, replacement=False, generator=generator
+    )
     x = _sample_excluding(keys, T, vocab_size, generator)
-    x[:, 0:2 * k:2], x[:, 1:2 * k:2] = keys, values
-    where = 2 * k + 2 * slots                                      # query j asks for key j
+    x[:, 0 : 2 * k : 2], x[:, 1 : 2 * k : 2] = keys, values
+    where = 2 * k + 2 * slots  # query j asks for key j
     x.scatter_(1, where, keys)
     y = torch.full_like(x, IGNORE).scatter_(1, where, values)
     return x.to(device), y.to(device)
@@ -80,58 +104,75 @@ def _check_pred_target(pred, y) -> tuple[Tensor, Tensor]:
             got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
             raise ValueError(f"{name} must be a 2-D (batch, seq_len) tensor of token ids, got {got}")
         if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-            raise TypeError(f"{name} must hold integer token ids, got {t.dtype}" + ("; for logits pass logits.argmax(-1)" if name == "pred" else ""))
-    if pred.shape != y.shape: raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
-    if pred.device != y.device: raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
+            raise TypeError(
+                f"{name} must hold integer token ids, got {t.dtype}"
+                + ("; for logits pass logits.argmax(-1)" if name == "pred" else "")
+            )
+    if pred.shape != y.shape:
+        raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+    if pred.device != y.device:
+        raise ValueError(f"pred is on {pred.device} but y on {y.device}; move one with .to()")
     scored = y != IGNORE
-    if not scored.any(): raise ValueError(f"y has no scored position (every target is {IGNORE}); pass the targets of mqar_batch")
+    if not scored.any():
+        raise ValueError(f"y has no scored position (every target is {IGNORE}); pass the targets of mqar_batch")
     return pred, scored
+
 
 def mqar_accuracy(pred: Tensor, y: Tensor) -> float:
     "Fraction of the queries (scored positions of `y`) whose prediction is exactly the value."
     pred, scored = _check_pred_target(pred, y)
     return (pred[scored] == y[scored]).float().mean().item()
 
+
 def own_value_fraction(pred: Tensor, y: Tensor, rows: int = 64) -> float:
-    "Fraction of the queries answered with one of the example's own values (right or wrong); a plateau at 1/k accuracy has it near 1."
+    """Fraction of the queries answered with one of the example's own values (right or wrong); a plateau at 1/k accuracy
+    has it near 1."""
     pred, scored = _check_pred_target(pred, y)
-    values = y.masked_fill(~scored, IGNORE - 1)                    # each row's values, a token that no prediction is elsewhere
+    values = y.masked_fill(~scored, IGNORE - 1)  # each row's values, a token that no prediction is elsewhere
     hits = torch.cat([(p[:, :, None] == v[:, None, :]).any(-1) for p, v in zip(pred.split(rows), values.split(rows))])
     return hits[scored].float().mean().item()
 
 # %% ../nbs/16_mqar.ipynb #m0000022
 @dataclass(frozen=True)
 class MQARConfig:
-    "Multi-query associative recall: sequence, pairs, vocabulary, query spacing, batch, held-out evaluation, early stop."
-    seq_len: int = 64                                     # T, tokens per example (zoology's input_seq_len)
-    pairs: int = 4                                        # k, key-value pairs, each queried once (zoology's num_kv_pairs)
-    vocab_size: int = 8192                                # V: keys 1..V/2-1, values V/2..V-1 (zoology's default)
-    power_a: float = 0.01                                 # query slot g has weight (g+1)^(a-1)
-    batch_size: int = 64                                  # fresh examples per iteration
-    eval_batch: int = role(1000, TARGET)                  # held-out examples (seed EVAL_SEED) of every evaluation
-    stop_accuracy: float | None = role(None, TARGET)      # stop once a held-out evaluation reaches this accuracy
+    """Multi-query associative recall: sequence, pairs, vocabulary, query spacing, batch, held-out evaluation, early
+    stop."""
+
+    seq_len: int = 64  # T, tokens per example (zoology's input_seq_len)
+    pairs: int = 4  # k, key-value pairs, each queried once (zoology's num_kv_pairs)
+    vocab_size: int = 8192  # V: keys 1..V/2-1, values V/2..V-1 (zoology's default)
+    power_a: float = 0.01  # query slot g has weight (g+1)^(a-1)
+    batch_size: int = 64  # fresh examples per iteration
+    eval_batch: int = role(1000, TARGET)  # held-out examples (seed EVAL_SEED) of every evaluation
+    stop_accuracy: float | None = role(None, TARGET)  # stop once a held-out evaluation reaches this accuracy
 
     def __post_init__(self):
         _check_mqar_args(self.seq_len, self.pairs, self.vocab_size, self.power_a)
-        positive_int("batch_size", self.batch_size); positive_int("eval_batch", self.eval_batch)
-        if self.stop_accuracy is not None: finite_float("stop_accuracy", self.stop_accuracy, 0, 1, above=True)
+        positive_int("batch_size", self.batch_size)
+        positive_int("eval_batch", self.eval_batch)
+        if self.stop_accuracy is not None:
+            finite_float("stop_accuracy", self.stop_accuracy, 0, 1, above=True)
 
 # %% ../nbs/16_mqar.ipynb #m0000023
 class MQARTask(Task):
     "MQAR for `fit`: fresh batches, cross-entropy on the queries, held-out accuracy and own-value fraction."
+
     name = "mqar"
+
     def __init__(self, cfg: MQARConfig):
         super().__init__(cfg)
         self.iterations_to_99, self.last_accuracy, self.best_accuracy, self._held_out = None, None, None, {}
-        self._fresh = False                                  # an evaluation ran in this iteration
+        self._fresh = False  # an evaluation ran in this iteration
 
-    def model_fields(self) -> dict: return dict(vocab_size=self.cfg.vocab_size, context=self.cfg.seq_len)
+    def model_fields(self) -> dict:
+        return dict(vocab_size=self.cfg.vocab_size, context=self.cfg.seq_len)
 
     def _batch(self, n, generator, device):
         c = self.cfg
         return mqar_batch(n, c.seq_len, c.pairs, c.vocab_size, generator, c.power_a, device)
 
-    def batch(self, generator, device): return self._batch(self.cfg.batch_size, generator, device)
+    def batch(self, generator, device):
+        return self._batch(self.cfg.batch_size, generator, device)
 
     def loss(self, logits, y):
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
@@ -141,15 +182,19 @@ class MQARTask(Task):
     def held_out(self, model, device) -> dict:
         "Accuracy and own-value fraction on the `eval_batch` held-out examples."
         key = str(device)
-        if key not in self._held_out: self._held_out = {key: self._batch(self.cfg.eval_batch, torch.Generator().manual_seed(EVAL_SEED), device)}
+        if key not in self._held_out:
+            self._held_out = {key: self._batch(self.cfg.eval_batch, torch.Generator().manual_seed(EVAL_SEED), device)}
         x, y = self._held_out[key]
         pred = torch.cat([model(xb).argmax(-1) for xb in x.split(256)])
         return dict(accuracy=mqar_accuracy(pred, y), own_values=own_value_fraction(pred, y))
 
     def evaluate(self, model, device) -> dict:
-        was_training = model.training; model.eval()
-        try: metrics = self.held_out(model, device)
-        finally: model.train(was_training)
+        was_training = model.training
+        model.eval()
+        try:
+            metrics = self.held_out(model, device)
+        finally:
+            model.train(was_training)
         self.last_accuracy = metrics["accuracy"]
         self.best_accuracy = max(self.best_accuracy or 0.0, self.last_accuracy)
         self._fresh = True
@@ -157,98 +202,189 @@ class MQARTask(Task):
 
     def should_stop(self, metrics: dict, iteration: int) -> bool:
         fresh, self._fresh = self._fresh, False
-        if not fresh: return False
-        if self.iterations_to_99 is None and self.last_accuracy >= 0.99: self.iterations_to_99 = iteration
+        if not fresh:
+            return False
+        if self.iterations_to_99 is None and self.last_accuracy >= 0.99:
+            self.iterations_to_99 = iteration
         return self.cfg.stop_accuracy is not None and self.last_accuracy >= self.cfg.stop_accuracy
 
     def summary(self, model, rows, device) -> dict:
         final = self.held_out(model, device)
-        return dict(seq_len=self.cfg.seq_len, pairs=self.cfg.pairs, vocab_size=self.cfg.vocab_size, chance=1 / self.cfg.pairs,
-                    iterations_to_99=self.iterations_to_99, best_accuracy=max(self.best_accuracy or 0.0, final["accuracy"]), **final)
+        return dict(
+            seq_len=self.cfg.seq_len,
+            pairs=self.cfg.pairs,
+            vocab_size=self.cfg.vocab_size,
+            chance=1 / self.cfg.pairs,
+            iterations_to_99=self.iterations_to_99,
+            best_accuracy=max(self.best_accuracy or 0.0, final["accuracy"]),
+            **final,
+        )
 
     def state_dict(self) -> dict:
-        return dict(iterations_to_99=self.iterations_to_99, last_accuracy=self.last_accuracy, best_accuracy=self.best_accuracy)
+        return dict(
+            iterations_to_99=self.iterations_to_99, last_accuracy=self.last_accuracy, best_accuracy=self.best_accuracy
+        )
+
     def load_state_dict(self, state: dict):
-        self.iterations_to_99, self.last_accuracy, self.best_accuracy = (state["iterations_to_99"], state["last_accuracy"],
-                                                                         state["best_accuracy"])
+        self.iterations_to_99, self.last_accuracy, self.best_accuracy = (
+            state["iterations_to_99"],
+            state["last_accuracy"],
+            state["best_accuracy"],
+        )
 
 # %% ../nbs/16_mqar.ipynb #m0000025
 MQAR_PRESETS = {
-    "cpu": Preset(model=dict(d_model=64, n_blocks=2),
-                  task=dict(seq_len=32, pairs=4, vocab_size=64, batch_size=64, eval_batch=500, stop_accuracy=0.99),
-                  train=dict(iterations=2000, lr=1e-3, eval_every=100)),
-    "zoology": Preset(model=dict(d_model=128, n_blocks=2),
-                      task=dict(seq_len=512, pairs=64, vocab_size=8192, batch_size=64, eval_batch=1000, stop_accuracy=0.99),
-                      train=dict(iterations=20000, lr=1e-3, eval_every=500, checkpoint_every=500)),
+    "cpu": Preset(
+        model=dict(d_model=64, n_blocks=2),
+        task=dict(seq_len=32, pairs=4, vocab_size=64, batch_size=64, eval_batch=500, stop_accuracy=0.99),
+        train=dict(iterations=2000, lr=1e-3, eval_every=100),
+    ),
+    "zoology": Preset(
+        model=dict(d_model=128, n_blocks=2),
+        task=dict(seq_len=512, pairs=64, vocab_size=8192, batch_size=64, eval_batch=1000, stop_accuracy=0.99),
+        train=dict(iterations=20000, lr=1e-3, eval_every=500, checkpoint_every=500),
+    ),
 }
 MQAR_KINDS = ("causal_rn", "linear_causal_rn", "transformer", "linear_transformer")
 
-def mqar_run_config(kind: str = "causal_rn", preset: str = "cpu", model: dict | None = None, task: dict | None = None,
-                    train: dict | None = None):
-    "(ModelConfig, MQARTask, TrainConfig) of an MQAR run: a preset, then overrides (task fields may also be given in `train`)."
+
+def mqar_run_config(
+    kind: str = "causal_rn",
+    preset: str = "cpu",
+    model: dict | None = None,
+    task: dict | None = None,
+    train: dict | None = None,
+):
+    """(ModelConfig, MQARTask, TrainConfig) of an MQAR run: a preset, then overrides (task fields may also be given in
+    `train`)."""
     return configure(MQARTask, MQARConfig, MQAR_PRESETS, kind, preset, model=model, task=task, train=train)
 
 # %% ../nbs/16_mqar.ipynb #m0000030
 def _report(s: dict, args) -> str:
-    return (f"{s['kind']} on MQAR, {s['pairs']} pairs in {s['seq_len']} tokens, vocabulary {s['vocab_size']} "
-            f"({s['preset']} preset, {s['device']}): {s['iterations']} iterations in {s['wall_time_s']:.0f} s; held-out accuracy "
-            f"{100 * s['accuracy']:.2f}% (1/k = {100 * s['chance']:.1f}%), answers among the example's values "
-            f"{100 * s['own_values']:.1f}%" + (f"; results in {args.out}" if args.out else ""))
+    return (
+        f"{s['kind']} on MQAR, {s['pairs']} pairs in {s['seq_len']} tokens, vocabulary {s['vocab_size']} "
+        f"({s['preset']} preset, {s['device']}): {s['iterations']} iterations in {s['wall_time_s']:.0f} s; held-out "
+        f"accuracy "
+        f"{100 * s['accuracy']:.2f}% (1/k = {100 * s['chance']:.1f}%), answers among the example's values "
+        f"{100 * s['own_values']:.1f}%" + (f"; results in {args.out}" if args.out else "")
+    )
+
 
 main = task_command(
-    "causal-rn-mqar", "Train a model on multi-query associative recall (MQAR, zoology's format) and report its held-out accuracy.",
-    MQARConfig, MQAR_PRESETS, lambda args, **kw: configure(MQARTask, MQARConfig, MQAR_PRESETS, args.kind, args.preset, **kw),
-    _report, kinds=MQAR_KINDS, model_options=("d_model", "n_blocks", "n_heads", "d_hidden", "prenorm", "postnorm", "act", "norm"))
+    "causal-rn-mqar",
+    "Train a model on multi-query associative recall (MQAR, zoology's format) and report its held-out accuracy.",
+    MQARConfig,
+    MQAR_PRESETS,
+    lambda args, **kw: configure(MQARTask, MQARConfig, MQAR_PRESETS, args.kind, args.preset, **kw),
+    _report,
+    kinds=MQAR_KINDS,
+    model_options=("d_model", "n_blocks", "n_heads", "d_hidden", "prenorm", "postnorm", "act", "norm"),
+)
 
 # %% ../nbs/16_mqar.ipynb #m0000033
 def mqar_run_name(kind: str, seq_len: int, pairs: int, lr: float, preset: str = "cpu", seed: int = 0) -> str:
     "Folder name of an MQAR run: the preset, the kind, T, k and the learning rate (and the seed, if not 0)."
     return f"{preset}-{kind}-T{seq_len}-k{pairs}-lr{lr:g}" + (f"-seed{seed}" if seed else "")
 
-def run_mqar(name: str, kind: str = "causal_rn", preset: str = "cpu", model: dict | None = None, task: dict | None = None,
-             train: dict | None = None, root: str | Path = "results/mqar", force: bool = False, progress: bool = True,
-             log=print) -> dict:
+
+def run_mqar(
+    name: str,
+    kind: str = "causal_rn",
+    preset: str = "cpu",
+    model: dict | None = None,
+    task: dict | None = None,
+    train: dict | None = None,
+    root: str | Path = "results/mqar",
+    force: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     "The summary of the run `root/name` with this configuration: stored if it finished, else trained (or resumed)."
     model_cfg, the_task, cfg = mqar_run_config(kind, preset, model=model, task=task, train=train)
     out = Path(root) / name
-    if force and out.exists(): shutil.rmtree(out)
+    if force and out.exists():
+        shutil.rmtree(out)
     return fit(model_cfg, the_task, cfg, out, preset=preset, finished="strict", progress=progress, log=log)
 
 # %% ../nbs/16_mqar.ipynb #m0000036
-MQAR_LRS = (1e-3, 3e-3)                       # the learning-rate sweep of each kind, at the preset's point
-MQAR_PAIRS = (2, 4, 8)                        # k at the preset's seq_len (32)
-MQAR_LENGTHS = (16, 32, 48)                   # seq_len at the preset's k (4)
-MQAR_SEEDS = (0, 1, 2)                        # seeds of step 3 (the learning rate is chosen on seed 0)
+MQAR_LRS = (1e-3, 3e-3)  # the learning-rate sweep of each kind, at the preset's point
+MQAR_PAIRS = (2, 4, 8)  # k at the preset's seq_len (32)
+MQAR_LENGTHS = (16, 32, 48)  # seq_len at the preset's k (4)
+MQAR_SEEDS = (0, 1, 2)  # seeds of step 3 (the learning rate is chosen on seed 0)
 MQAR_SEARCH = {"search-transformer-T64-V128-h1": dict(n_heads=1), "search-transformer-T64-V128-h4": dict(n_heads=4)}
+
 
 def search_run(name: str, root: str | Path = "results/mqar", **kw) -> dict:
     "Step 1: a Transformer at T = 64, V = 128, k = 4 with the preset's other settings, up to 3000 iterations."
-    return run_mqar(name, "transformer", model=MQAR_SEARCH[name], task=dict(seq_len=64, vocab_size=128),
-                    train=dict(iterations=3000), root=root, **kw)
+    return run_mqar(
+        name,
+        "transformer",
+        model=MQAR_SEARCH[name],
+        task=dict(seq_len=64, vocab_size=128),
+        train=dict(iterations=3000),
+        root=root,
+        **kw,
+    )
+
 
 def chosen_lr(kind: str, root: str | Path = "results/mqar") -> float | None:
-    "The kind's learning rate from its stored sweep at the preset's point: fewest iterations to 99%, else best final accuracy; None if not run."
+    """The kind's learning rate from its stored sweep at the preset's point: fewest iterations to 99%, else best final
+    accuracy; None if not run."""
     runs = {lr: Path(root) / mqar_run_name(kind, 32, 4, lr) / "summary.json" for lr in MQAR_LRS}
     done = {lr: json.loads(p.read_text()) for lr, p in runs.items() if p.exists()}
-    if len(done) < len(MQAR_LRS): return None
-    return min(done, key=lambda lr: (done[lr]["iterations_to_99"] is None, done[lr]["iterations_to_99"] or 0, -done[lr]["accuracy"], lr))
+    if len(done) < len(MQAR_LRS):
+        return None
+    return min(
+        done,
+        key=lambda lr: (
+            done[lr]["iterations_to_99"] is None,
+            done[lr]["iterations_to_99"] or 0,
+            -done[lr]["accuracy"],
+            lr,
+        ),
+    )
 
-MQAR_LONG = 8000                              # iterations of the linear kinds' long runs at T = 16, k = 4 (4x the cap)
+
+MQAR_LONG = 8000  # iterations of the linear kinds' long runs at T = 16, k = 4 (4x the cap)
+
 
 def long_run(kind: str, root: str | Path = "results/mqar", **kw) -> dict:
     "A kind at T = 16, k = 4 (seed 0, its chosen rate) for MQAR_LONG iterations: slow learning or no learning?"
-    return run_mqar(f"long-{kind}-T16-k4", kind, task=dict(seq_len=16, pairs=4), train=dict(lr=chosen_lr(kind, root), iterations=MQAR_LONG),
-                    root=root, **kw)
+    return run_mqar(
+        f"long-{kind}-T16-k4",
+        kind,
+        task=dict(seq_len=16, pairs=4),
+        train=dict(lr=chosen_lr(kind, root), iterations=MQAR_LONG),
+        root=root,
+        **kw,
+    )
+
 
 def sweep_points() -> list[tuple[int, int]]:
     "The (seq_len, pairs) points of step 3."
     return sorted({(32, k) for k in MQAR_PAIRS} | {(T, 4) for T in MQAR_LENGTHS})
 
-def mqar_sweep(kind: str, root: str | Path = "results/mqar", seed: int = 0, progress: bool = False, log=print) -> list[dict]:
-    "Steps 2 and 3 for one kind: its learning-rate sweep (seed 0), then every point of `sweep_points` at the chosen rate and `seed`."
-    out = [run_mqar(mqar_run_name(kind, 32, 4, lr), kind, train=dict(lr=lr), root=root, progress=progress, log=log) for lr in MQAR_LRS]
+
+def mqar_sweep(
+    kind: str, root: str | Path = "results/mqar", seed: int = 0, progress: bool = False, log=print
+) -> list[dict]:
+    """Steps 2 and 3 for one kind: its learning-rate sweep (seed 0), then every point of `sweep_points` at the chosen
+    rate and `seed`."""
+    out = [
+        run_mqar(mqar_run_name(kind, 32, 4, lr), kind, train=dict(lr=lr), root=root, progress=progress, log=log)
+        for lr in MQAR_LRS
+    ]
     lr = chosen_lr(kind, root)
     for T, k in sweep_points():
-        out.append(run_mqar(mqar_run_name(kind, T, k, lr, seed=seed), kind, task=dict(seq_len=T, pairs=k),
-                            train=dict(lr=lr, seed=seed), root=root, progress=progress, log=log))
+        out.append(
+            run_mqar(
+                mqar_run_name(kind, T, k, lr, seed=seed),
+                kind,
+                task=dict(seq_len=T, pairs=k),
+                train=dict(lr=lr, seed=seed),
+                root=root,
+                progress=progress,
+                log=log,
+            )
+        )
     return out

@@ -18,34 +18,43 @@ __all__ = ['NORMS', 'PRENORMS', 'CANCELLATION', 'flat', 'power_of_two_scale', 'l
 
 # %% ../nbs/04_normalisation.ipynb #c593bb45
 def flat(x: Tensor) -> Tensor:
-    "(..., 1): True where `x` is finite and constant over its last dim up to rounding (its range within 8 units in the last place of its size)."
+    """(..., 1): True where `x` is finite and constant over its last dim up to rounding (its range within 8 units in the
+    last place of its size)."""
     with torch.no_grad():
         hi, lo = x.amax(-1, keepdim=True), x.amin(-1, keepdim=True)
-        return ((hi - lo) <= 8 * torch.finfo(x.dtype).eps * torch.maximum(hi.abs(), lo.abs())) & hi.isfinite() & lo.isfinite()
+        return (
+            ((hi - lo) <= 8 * torch.finfo(x.dtype).eps * torch.maximum(hi.abs(), lo.abs()))
+            & hi.isfinite()
+            & lo.isfinite()
+        )
+
 
 def power_of_two_scale(m: Tensor) -> Tensor:
-    "2**-floor(log2 m): a factor that brings m into [1, 2) exactly (1 where m is 0 or not finite); it never carries gradient."
+    """2**-floor(log2 m): a factor that brings m into [1, 2) exactly (1 where m is 0 or not finite); it never carries
+    gradient."""
     m = m.detach()
     return torch.where((m > 0) & torch.isfinite(m), torch.exp2(-torch.floor(torch.log2(m))), torch.ones_like(m))
 
 # %% ../nbs/04_normalisation.ipynb #c593bb46
 def layer_norm(x: Tensor, eps: float = 0.0) -> Tensor:
-    "Parameter-free LayerNorm over the last dim: `(x - mean) / (std + eps)`, population std; 0 (and no gradient) for a constant vector."
+    """Parameter-free LayerNorm over the last dim: `(x - mean) / (std + eps)`, population std; 0 (and no gradient) for a
+    constant vector."""
     zero = flat(x)
-    filler = torch.linspace(-1, 1, x.shape[-1], dtype=x.dtype, device=x.device)       # a spread, so std's backward is finite
+    filler = torch.linspace(-1, 1, x.shape[-1], dtype=x.dtype, device=x.device)  # a spread, so std's backward is finite
     std, mean = torch.std_mean(torch.where(zero, filler, x), dim=-1, correction=0, keepdim=True)
     return torch.where(zero, 0.0, (x - mean) / (std + eps))
 
 # %% ../nbs/04_normalisation.ipynb #c593bb47
 def rms_norm(x: Tensor, eps: float = 0.0) -> Tensor:
     "Parameter-free RMSNorm over the last dim: `x / (sqrt(mean(x**2)) + eps)`; 0 (and no gradient) for a zero vector."
-    s = power_of_two_scale(x.abs().amax(-1, keepdim=True))   # exact rescaling: x**2 cannot overflow or underflow
+    s = power_of_two_scale(x.abs().amax(-1, keepdim=True))  # exact rescaling: x**2 cannot overflow or underflow
     zero = x.detach().abs().amax(-1, keepdim=True) == 0
-    xs = torch.where(zero, 1.0, x * s)                       # (a placeholder keeps sqrt's backward finite)
+    xs = torch.where(zero, 1.0, x * s)  # (a placeholder keeps sqrt's backward finite)
     return torch.where(zero, 0.0, xs / (xs.pow(2).mean(-1, keepdim=True).sqrt() + eps * s))
 
 # %% ../nbs/04_normalisation.ipynb #c593bb48
 NORMS: dict[str, Callable[..., Tensor]] = {"layer": layer_norm, "rms": rms_norm}
+
 
 def get_norm(norm: str) -> Callable[..., Tensor]:
     "The normalisation named `norm` ('layer' or 'rms')."
@@ -54,30 +63,36 @@ def get_norm(norm: str) -> Callable[..., Tensor]:
 # %% ../nbs/04_normalisation.ipynb #6e43ca4b
 PRENORMS = ("exact", "approx", "none")
 
+
 def prenorm_join(prenorm: str = "exact", norm: str = "layer", eps: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
     "How memory side `p_i` and output side `q_j` combine into a pair's pre-activation, for each `prenorm`."
     mu = get_norm(norm)
     one_of("prenorm", prenorm, PRENORMS)
-    if prenorm == "exact": return lambda p, q: mu(p + q, eps)
-    if prenorm == "approx": return lambda p, q: mu(p, eps) + mu(q, eps)
-    return lambda p, q: p + q                                       # "none"
+    if prenorm == "exact":
+        return lambda p, q: mu(p + q, eps)
+    if prenorm == "approx":
+        return lambda p, q: mu(p, eps) + mu(q, eps)
+    return lambda p, q: p + q  # "none"
 
 # %% ../nbs/04_normalisation.ipynb #b1966ec7
 def centre(x: Tensor, norm: str = "layer") -> Tensor:
-    "What the pair statistics are computed from: `x - mean(x)` for LayerNorm (0 for a constant vector), `x` itself for RMSNorm."
+    """What the pair statistics are computed from: `x - mean(x)` for LayerNorm (0 for a constant vector), `x` itself for
+    RMSNorm."""
     get_norm(norm)
-    if norm != "layer": return x
+    if norm != "layer":
+        return x
     return torch.where(flat(x), 0.0, x - x.mean(-1, keepdim=True))
 
 # %% ../nbs/04_normalisation.ipynb #b1966ec8
-CANCELLATION = 64        # a pair variance below this many units in the last place of (sq + sp) is cancellation noise
+CANCELLATION = 64  # a pair variance below this many units in the last place of (sq + sp) is cancellation noise
+
 
 def pair_spread(q_c: Tensor, p_c: Tensor) -> Tensor:
     "(..., T_out, T_mem): root mean square of `q_c[j] + p_c[i]` over features, from per-token norms and one matmul."
     H = q_c.shape[-1]
-    sq = q_c.pow(2).mean(-1)[..., :, None]                  # (..., T_out, 1)
-    sp = p_c.pow(2).mean(-1)[..., None, :]                  # (..., 1, T_mem)
-    cross = q_c @ p_c.transpose(-1, -2)                     # (..., T_out, T_mem): the one matrix product
+    sq = q_c.pow(2).mean(-1)[..., :, None]  # (..., T_out, 1)
+    sp = p_c.pow(2).mean(-1)[..., None, :]  # (..., 1, T_mem)
+    cross = q_c @ p_c.transpose(-1, -2)  # (..., T_out, T_mem): the one matrix product
     var = sq + sp + (2.0 / H) * cross
     ok = var > CANCELLATION * torch.finfo(var.dtype).eps * (sq + sp)
     return torch.where(ok, torch.where(ok, var, 1.0).sqrt(), 0.0)

@@ -27,29 +27,34 @@ def decomposable(prenorm: str, act: str) -> bool:
     "Whether the relation factorises as in Eq. 5, so that impl='linear' can compute it in O(T)."
     return act == "exp" and prenorm in ("approx", "none")
 
+
 @dataclass(frozen=True)
 class RelationSpec:
     "What the relation computes, apart from its inputs; checked once, when it is made."
-    prenorm: str = "exact"   # "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j
-    act: str = "exp"         # psi: "exp", "relu", "elu" or "gelu"
-    causal: bool = True      # S_j = {i <= j}; False: every i (BiRN)
-    norm: str = "layer"      # mu: parameter-free "layer" or "rms"
-    eps: float = 0.0         # mu divides by (std + eps); the authors' code uses 0
-    stable: bool = False     # exp only: each row divided by its max, computed without overflow (Appendix A)
+
+    prenorm: str = "exact"  # "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j
+    act: str = "exp"  # psi: "exp", "relu", "elu" or "gelu"
+    causal: bool = True  # S_j = {i <= j}; False: every i (BiRN)
+    norm: str = "layer"  # mu: parameter-free "layer" or "rms"
+    eps: float = 0.0  # mu divides by (std + eps); the authors' code uses 0
+    stable: bool = False  # exp only: each row divided by its max, computed without overflow (Appendix A)
 
     def __post_init__(self):
         one_of("prenorm", self.prenorm, PRENORMS)
         one_of("act", self.act, ACTIVATIONS)
         real_bool("causal", self.causal)
         one_of("norm", self.norm, NORMS)
-        object.__setattr__(self, "eps", finite_float("eps", self.eps, minimum=0))    # stored as a float
+        object.__setattr__(self, "eps", finite_float("eps", self.eps, minimum=0))  # stored as a float
         real_bool("stable", self.stable)
         if self.stable and self.act != "exp":
-            raise ValueError(f"stable=True is the log-space trick for act='exp' (Appendix A); act={self.act!r} cannot "
-                             "overflow that way: use stable=False")
+            raise ValueError(
+                f"stable=True is the log-space trick for act='exp' (Appendix A); act={self.act!r} cannot "
+                "overflow that way: use stable=False"
+            )
 
     @property
-    def decomposable(self) -> bool: return decomposable(self.prenorm, self.act)
+    def decomposable(self) -> bool:
+        return decomposable(self.prenorm, self.act)
 
     def join(self) -> Callable[[Tensor, Tensor], Tensor]:
         "(memory side p_i, output side q_j) -> the pair's pre-activation (`prenorm_join` of this form)."
@@ -60,42 +65,50 @@ def _naive(q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor | None 
     "Materialised relation, (B, Tq, Tp, H) intermediates; q holds the last Tq of p's Tp positions (usually Tq = Tp)."
     join = spec.join() if eps is None else prenorm_join(spec.prenorm, spec.norm, eps)
     causal = spec.causal
-    if not spec.stable: return factorised_relation(q, p, spec.act, causal, join)
+    if not spec.stable:
+        return factorised_relation(q, p, spec.act, causal, join)
     T, T_mem = q.shape[1], p.shape[1]
-    h = join(p[:, None, :, :], q[:, :, None, :])                                     # (B, Tq j, Tp i, H)
+    h = join(p[:, None, :, :], q[:, :, None, :])  # (B, Tq j, Tp i, H)
     h = h.masked_fill(~causal_mask(T, causal, q.device, T_mem)[None, :, :, None], float("-inf"))
     log_y = h.logsumexp(2) - pair_counts(T, causal, q.device, q.dtype, T_mem).log()[:, None]  # (B, Tq, H)
     return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach())
 
 # %% ../nbs/05_relation.ipynb #44dc1f56
-TILE_ELEMS = 3 * 2**18   # numbers per tile (3 MB in float32): 64 x 64 x 192, the fastest side measured on this 2-core CPU
+TILE_ELEMS = (
+    3 * 2**18
+)  # numbers per tile (3 MB in float32): 64 x 64 x 192, the fastest side measured on this 2-core CPU
+
 
 def tile_side(T: int, H: int, chunk: int | None = None) -> int:
     "Rows per block (output and memory alike): `chunk`, or about sqrt(TILE_ELEMS / H), at most T."
     return min(T, chunk or max(1, math.isqrt(TILE_ELEMS // H)))
 
+
 def _largest_tile(B: int, T: int, H: int, chunk: int | None) -> tuple[int, int, int, int]:
     "Shape (batch rows, output rows, memory rows, H) of the largest tile."
     s = tile_side(T, H, chunk)
-    rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1       # short sequences: several batch rows per tile
+    rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1  # short sequences: several batch rows per tile
     return min(B, rows), s, s, H
 
 # %% ../nbs/05_relation.ipynb #05c1a002
 def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None, j_blocks=None):
-    "Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1 (only the output blocks `j_blocks`, if given)."
+    """Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1 (only
+    the output blocks `j_blocks`, if given)."""
     rows, s, _, _ = _largest_tile(B, T, H, chunk)
     for b0 in range(0, B, rows):
-        for j0 in (range(0, T, s) if j_blocks is None else (k * s for k in j_blocks)):
-            for i0 in range(0, (j0 + 1) if causal else T, s):        # causal: blocks on or below the diagonal
+        for j0 in range(0, T, s) if j_blocks is None else (k * s for k in j_blocks):
+            for i0 in range(0, (j0 + 1) if causal else T, s):  # causal: blocks on or below the diagonal
                 yield slice(b0, min(B, b0 + rows)), j0, min(T, j0 + s), i0, min(T, i0 + s), causal and i0 == j0
 
 # %% ../nbs/05_relation.ipynb #05c1a007
 def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tensor | None = None):
-    "Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H), written to `out` if given; r and sigma (b, C, Ti)."
+    """Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H), written to `out`
+    if given; r and sigma (b, C, Ti)."""
     n = torch.add(qt[:, :, None, :], pt[:, None, :, :], out=out)
-    if not normalise: return n, None, None
+    if not normalise:
+        return n, None, None
     sigma = pair_spread(qt, pt)
-    r = torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0)                # zero spread: pre-activation 0
+    r = torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0)  # zero spread: pre-activation 0
     return n.mul_(r[..., None]), r, sigma
 
 # %% ../nbs/05_relation.ipynb #05c1a008
@@ -104,97 +117,147 @@ def _future(C: int, device) -> Tensor:
     return torch.ones(C, C, dtype=torch.bool, device=device).triu(1)[:, :, None]
 
 # %% ../nbs/05_relation.ipynb #816d6223
-def _forward_tile(qt: Tensor, pt: Tensor, old_max: Tensor | None, act: str, normalise: bool, eps: float,
-                  diagonal: bool, work: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+def _forward_tile(
+    qt: Tensor,
+    pt: Tensor,
+    old_max: Tensor | None,
+    act: str,
+    normalise: bool,
+    eps: float,
+    diagonal: bool,
+    work: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
     "Sum over this tile's memory rows of act(n), (b, C, H); with `old_max` (b, C, 1), relative to the new row max."
-    n, _, _ = _tile_preact(qt, pt, normalise, eps, out=work)                       # (b, C, Ti, H)
+    n, _, _ = _tile_preact(qt, pt, normalise, eps, out=work)  # (b, C, Ti, H)
     if act != "exp":
         a = ACTIVATIONS[act](n)
-        if diagonal: a.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
+        if diagonal:
+            a.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
         return a.sum(2), None
-    if diagonal: n.masked_fill_(_future(qt.shape[1], qt.device), float("-inf"))    # exp(-inf) = 0: exact for exp
-    if old_max is None: return n.exp_().sum(2), None
-    new_max = torch.maximum(old_max, n.amax(dim=(2, 3))[..., None])                # online maximum per output row
+    if diagonal:
+        n.masked_fill_(_future(qt.shape[1], qt.device), float("-inf"))  # exp(-inf) = 0: exact for exp
+    if old_max is None:
+        return n.exp_().sum(2), None
+    new_max = torch.maximum(old_max, n.amax(dim=(2, 3))[..., None])  # online maximum per output row
     return n.sub_(new_max[:, :, None, :]).exp_().sum(2), new_max
 
 # %% ../nbs/05_relation.ipynb #05c1a012
-def _backward_tile(qt: Tensor, pt: Tensor, gt: Tensor, shift: Tensor | None, act: str, normalise: bool, eps: float,
-                   diagonal: bool, work: tuple | None = None) -> tuple[Tensor, Tensor]:
-    "This tile's contributions to dL/dq (b, C, H) and dL/dp (b, Ti, H); `gt` is dL/dy of its rows (divided by |S_j| unless exp)."
+def _backward_tile(
+    qt: Tensor,
+    pt: Tensor,
+    gt: Tensor,
+    shift: Tensor | None,
+    act: str,
+    normalise: bool,
+    eps: float,
+    diagonal: bool,
+    work: tuple | None = None,
+) -> tuple[Tensor, Tensor]:
+    """This tile's contributions to dL/dq (b, C, H) and dL/dp (b, Ti, H); `gt` is dL/dy of its rows (divided by |S_j|
+    unless exp)."""
     w_n, w_delta, w_prod = work or (None, None, None)
     n, r, sigma = _tile_preact(qt, pt, normalise, eps, out=w_n)
-    if act == "exp": delta = torch.sub(n, shift[:, :, None, None], out=w_delta).exp_()   # d y_j / d n_ij
-    else: delta = ACTIVATION_GRADS[act](n)
-    delta.mul_(gt[:, :, None, :])                                                  # (b, C, Ti, H): dL / dn
-    if diagonal: delta.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
-    if not normalise: return delta.sum(2), delta.sum(1)
-    s = torch.mul(delta, n, out=w_prod).sum(-1)                                    # (b, C, Ti): delta . n
+    if act == "exp":
+        delta = torch.sub(n, shift[:, :, None, None], out=w_delta).exp_()  # d y_j / d n_ij
+    else:
+        delta = ACTIVATION_GRADS[act](n)
+    delta.mul_(gt[:, :, None, :])  # (b, C, Ti, H): dL / dn
+    if diagonal:
+        delta.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
+    if not normalise:
+        return delta.sum(2), delta.sum(1)
+    s = torch.mul(delta, n, out=w_prod).sum(-1)  # (b, C, Ti): delta . n
     c = torch.where(sigma > 0, s * r / (qt.shape[-1] * sigma), torch.zeros_like(s))
-    delta.mul_(r[..., None])                                                       # r * delta
-    return (delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt,
-            delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt)
+    delta.mul_(r[..., None])  # r * delta
+    return (
+        delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt,
+        delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt,
+    )
 
 # %% ../nbs/05_relation.ipynb #05c1a013
 def _workspace(q: Tensor, shape: tuple, count: int) -> list[Tensor]:
     "`count` flat buffers, each large enough for the largest tile."
     return [torch.empty(math.prod(shape), dtype=q.dtype, device=q.device) for _ in range(count)]
 
+
 def _view(buffer: Tensor | None, shape: tuple) -> Tensor | None:
-    return None if buffer is None else buffer[:math.prod(shape)].view(shape)
+    return None if buffer is None else buffer[: math.prod(shape)].view(shape)
+
 
 _compiled_tiles: dict = {}
 
+
 def _tile_functions(compiled: bool):
     "The per-tile functions, eager or (compiled=True) fused by torch.compile, compiled once per process."
-    if not compiled: return _forward_tile, _backward_tile
+    if not compiled:
+        return _forward_tile, _backward_tile
     if not _compiled_tiles:
         _compiled_tiles["fwd"] = torch.compile(_forward_tile, dynamic=False)
         _compiled_tiles["bwd"] = torch.compile(_backward_tile, dynamic=False)
     return _compiled_tiles["fwd"], _compiled_tiles["bwd"]
 
 # %% ../nbs/05_relation.ipynb #e5b0c011
-TILE_THREADS = os.environ.get("CAUSAL_RN_TILE_THREADS", "auto")   # "auto": share tiles among threads when other processes
-                                                                     # keep the cores busy; "ops" or "tiles": always
+TILE_THREADS = os.environ.get(
+    "CAUSAL_RN_TILE_THREADS", "auto"
+)  # "auto": share tiles among threads when other processes
+# keep the cores busy; "ops" or "tiles": always
 
-SHARE_MIN_PAIR_FEATURES = 2**20   # smaller relations always run as parallel ops
+SHARE_MIN_PAIR_FEATURES = 2**20  # smaller relations always run as parallel ops
 
 _pools: dict = {}
 _load = dict(at=-1.0, stat=None, busy=False)
 
+
 def _tile_pool(n: int) -> ThreadPoolExecutor:
     "`n` threads whose torch ops each run on one core (made once per size, then reused)."
     if n not in _pools:
-        _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="causal_rn-tiles", initializer=torch.set_num_threads, initargs=(1,))
+        _pools[n] = ThreadPoolExecutor(
+            n, thread_name_prefix="causal_rn-tiles", initializer=torch.set_num_threads, initargs=(1,)
+        )
     return _pools[n]
 
+
 def others_busy(threshold: float = 0.5, every: float = 0.25) -> bool:
-    "Whether other processes used more than `threshold` of a core since the last look, at most every `every` s (Linux; False elsewhere)."
+    """Whether other processes used more than `threshold` of a core since the last look, at most every `every` s (Linux;
+    False elsewhere)."""
     now = time.monotonic()
-    if now - _load["at"] < every: return _load["busy"]
+    if now - _load["at"] < every:
+        return _load["busy"]
     try:
-        with open("/proc/stat") as f: cpu = [int(x) for x in f.readline().split()[1:]]
-        with open("/proc/self/stat") as f: own = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError): return False
-    stat = (sum(cpu[:8]), cpu[3] + cpu[4], int(own[11]) + int(own[12]))        # all, idle + iowait, this process (ticks)
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return False
+    stat = (sum(cpu[:8]), cpu[3] + cpu[4], int(own[11]) + int(own[12]))  # all, idle + iowait, this process (ticks)
     if _load["stat"] is not None:
         total, idle, mine = (a - b for a, b in zip(stat, _load["stat"]))
-        if total > 0: _load["busy"] = (total - idle - mine) / total * (os.cpu_count() or 1) > threshold
+        if total > 0:
+            _load["busy"] = (total - idle - mine) / total * (os.cpu_count() or 1) > threshold
     _load.update(at=now, stat=stat)
     return _load["busy"]
 
+
 def _parts(B: int, T: int, H: int, chunk: int | None, causal: bool, n: int) -> list[tuple[slice, list | None]]:
     "How `n` threads share the tiles: (batch rows, output blocks or None for all) per thread."
-    if B >= n: return [(slice(B * k // n, B * (k + 1) // n), None) for k in range(n)]
+    if B >= n:
+        return [(slice(B * k // n, B * (k + 1) // n), None) for k in range(n)]
     blocks = range(math.ceil(T / tile_side(T, H, chunk)))
-    if len(blocks) < n: return [(slice(0, B), None)]
-    cost = (lambda k: k + 1) if causal else (lambda k: 1)                           # tiles in output block k
+    if len(blocks) < n:
+        return [(slice(0, B), None)]
+    cost = (lambda k: k + 1) if causal else (lambda k: 1)  # tiles in output block k
     shares, loads = [[] for _ in range(n)], [0] * n
-    for k in sorted(blocks, key=cost, reverse=True):                                # the biggest first, to the lightest share
-        m = loads.index(min(loads)); shares[m].append(k); loads[m] += cost(k)
+    for k in sorted(blocks, key=cost, reverse=True):  # the biggest first, to the lightest share
+        m = loads.index(min(loads))
+        shares[m].append(k)
+        loads[m] += cost(k)
     return [(slice(0, B), sorted(share)) for share in shares]
 
+
 def _run_parts(part, q: Tensor, p: Tensor, spec, eps, chunk, compiled, **tensors):
-    "Run `part` (`_forward_part` or `_backward_part`) over all tiles: parallel ops, or (machine busy) tiles shared among threads."
+    """Run `part` (`_forward_part` or `_backward_part`) over all tiles: parallel ops, or (machine busy) tiles shared
+    among threads."""
     B, T, H = q.shape
     n = torch.get_num_threads()
     big = B * T * (T + 1) // 2 * H >= SHARE_MIN_PAIR_FEATURES
@@ -202,35 +265,47 @@ def _run_parts(part, q: Tensor, p: Tensor, spec, eps, chunk, compiled, **tensors
     one_of("TILE_THREADS", TILE_THREADS, ("auto", "ops", "tiles"))
     share = len(parts) > 1 and (TILE_THREADS == "tiles" or TILE_THREADS == "auto" and others_busy())
     by_rows = len(parts) < 2 or parts[0][1] is None
-    if by_rows and not share: return part(q, p, spec, eps, chunk, compiled, None, **tensors)
+    if by_rows and not share:
+        return part(q, p, spec, eps, chunk, compiled, None, **tensors)
     private_dp = [] if by_rows or "dp" not in tensors else [torch.zeros_like(tensors["dp"]) for _ in parts]
 
     def run(k, rows, j_blocks):
-        with torch.no_grad():                                                   # grad mode is per thread: off, as in the caller
+        with torch.no_grad():  # grad mode is per thread: off, as in the caller
             own = {name: (t[rows] if t is not None and by_rows else t) for name, t in tensors.items()}
-            if private_dp: own["dp"] = private_dp[k]                               # output blocks share memory rows: add at the end
+            if private_dp:
+                own["dp"] = private_dp[k]  # output blocks share memory rows: add at the end
             part(q[rows], p[rows], spec, eps, chunk, compiled, j_blocks, **own)
 
     if share:
-        for future in [_tile_pool(n).submit(run, k, *part_k) for k, part_k in enumerate(parts)]: future.result()
+        for future in [_tile_pool(n).submit(run, k, *part_k) for k, part_k in enumerate(parts)]:
+            future.result()
     else:
-        for k, part_k in enumerate(parts): run(k, *part_k)
-    for dp in private_dp: tensors["dp"] += dp
+        for k, part_k in enumerate(parts):
+            run(k, *part_k)
+    for dp in private_dp:
+        tensors["dp"] += dp
 
 # %% ../nbs/05_relation.ipynb #394a7080
 class ChunkedRelation(torch.autograd.Function):
     "Tiled relation with a recomputing backward. Inputs are already centred (exact) or normalised (approx)."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False,
-                eps: float | Tensor | None = None) -> Tensor:
-        eps = spec.eps if eps is None else eps                                      # the caller may rescale eps
+    def forward(
+        ctx,
+        q: Tensor,
+        p: Tensor,
+        spec: RelationSpec,
+        chunk: int | None,
+        compiled: bool = False,
+        eps: float | Tensor | None = None,
+    ) -> Tensor:
+        eps = spec.eps if eps is None else eps  # the caller may rescale eps
         B, T, H = q.shape
         counts = pair_counts(T, spec.causal, q.device, q.dtype)
-        acc = torch.zeros_like(q)                                                   # sum over memory, per output
+        acc = torch.zeros_like(q)  # sum over memory, per output
         run_max = torch.full((B, T, 1), float("-inf"), dtype=q.dtype, device=q.device) if spec.stable else None
         _run_parts(_forward_part, q, p, spec, eps, chunk, compiled, acc=acc, run_max=run_max)
-        if spec.stable:                               # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
+        if spec.stable:  # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
             top = acc.amax(-1, keepdim=True)
             y, shift = acc / top, (run_max + top.log())[..., 0]
         else:
@@ -243,9 +318,11 @@ class ChunkedRelation(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         q, p, scale = ctx.saved_tensors
         spec, chunk, compiled, eps = ctx.spec, ctx.chunk, ctx.compiled, ctx.eps
-        if torch.is_grad_enabled(): return (*differentiable_backward(q, p, grad_y, spec, eps), None, None, None, None)
+        if torch.is_grad_enabled():
+            return (*differentiable_backward(q, p, grad_y, spec, eps), None, None, None, None)
         grad_y = grad_y.contiguous()
-        if spec.act != "exp": grad_y = grad_y / scale[:, None]                          # 1 / |S_j|
+        if spec.act != "exp":
+            grad_y = grad_y / scale[:, None]  # 1 / |S_j|
         dq, dp = torch.zeros_like(q), torch.zeros_like(p)
         _run_parts(_backward_part, q, p, spec, eps, chunk, compiled, grad_y=grad_y, scale=scale, dq=dq, dp=dp)
         return dq, dp, None, None, None, None
@@ -255,14 +332,16 @@ def _forward_part(q, p, spec, eps, chunk, compiled, j_blocks, acc, run_max):
     "Accumulate the forward tiles of these batch rows (and output blocks `j_blocks`) into `acc` (and `run_max`)."
     forward_tile, _ = _tile_functions(compiled)
     B, T, H = q.shape
-    normalise, stable = spec.prenorm == "exact", spec.stable                       # per-pair normalisation in the tiles
+    normalise, stable = spec.prenorm == "exact", spec.stable  # per-pair normalisation in the tiles
     work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 1)[0]
     for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, spec.causal, chunk, j_blocks):
         old = run_max[bs, j0:j1] if stable else None
         qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-        tile_sum, new = forward_tile(qt, pt, old, spec.act, normalise, eps, diagonal, _view(work, (qt.shape[0], j1 - j0, i1 - i0, H)))
+        tile_sum, new = forward_tile(
+            qt, pt, old, spec.act, normalise, eps, diagonal, _view(work, (qt.shape[0], j1 - j0, i1 - i0, H))
+        )
         if stable:
-            acc[bs, j0:j1] *= torch.exp(old - new)                                    # rescale to the new row max
+            acc[bs, j0:j1] *= torch.exp(old - new)  # rescale to the new row max
             run_max[bs, j0:j1] = new
         acc[bs, j0:j1] += tile_sum
 
@@ -276,28 +355,32 @@ def _backward_part(q, p, spec, eps, chunk, compiled, j_blocks, grad_y, scale, dq
         shift = scale[bs, j0:j1] if spec.act == "exp" else None
         qt, pt = q[bs, j0:j1], p[bs, i0:i1]
         tile_work = None if work is None else [_view(w, (qt.shape[0], j1 - j0, i1 - i0, H)) for w in work]
-        dq_t, dp_t = backward_tile(qt, pt, grad_y[bs, j0:j1], shift, spec.act, spec.prenorm == "exact", eps, diagonal, tile_work)
+        dq_t, dp_t = backward_tile(
+            qt, pt, grad_y[bs, j0:j1], shift, spec.act, spec.prenorm == "exact", eps, diagonal, tile_work
+        )
         dq[bs, j0:j1] += dq_t
         dp[bs, i0:i1] += dp_t
 
 # %% ../nbs/05_relation.ipynb #05c1a025
 def differentiable_backward(q: Tensor, p: Tensor, grad_y: Tensor, spec: RelationSpec, eps) -> tuple[Tensor, Tensor]:
-    "dL/dq, dL/dp of the relation of prepared inputs (centred: exact; normalised: approx) as differentiable functions, for double backward."
-    inner = dataclasses.replace(spec, prenorm="exact" if spec.prenorm == "exact" else "none")   # what the tiles compute
+    """dL/dq, dL/dp of the relation of prepared inputs (centred: exact; normalised: approx) as differentiable functions,
+    for double backward."""
+    inner = dataclasses.replace(spec, prenorm="exact" if spec.prenorm == "exact" else "none")  # what the tiles compute
     with torch.enable_grad():
         y = _naive(q, p, inner, eps)
         return torch.autograd.grad(y, (q, p), grad_y, create_graph=True)
 
 # %% ../nbs/05_relation.ipynb #3e955923
 def common_scale(q: Tensor, p: Tensor) -> Tensor:
-    "A power of two c (0-dim, no gradient) that brings max(|q|, |p|) into [1, 2): mu((p_i + q_j) c) = mu(p_i + q_j), with eps c."
+    """A power of two c (0-dim, no gradient) that brings max(|q|, |p|) into [1, 2): mu((p_i + q_j) c) = mu(p_i + q_j),
+    with eps c."""
     return power_of_two_scale(torch.maximum(q.detach().abs().amax(), p.detach().abs().amax()))
 
 # %% ../nbs/05_relation.ipynb #05c1a027
 def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
     "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
     eps = spec.eps
-    if spec.prenorm == "exact":                        # exact rescaling, so that the pair statistics cannot overflow
+    if spec.prenorm == "exact":  # exact rescaling, so that the pair statistics cannot overflow
         c = common_scale(q, p)
         q, p, eps = centre(q * c, spec.norm), centre(p * c, spec.norm), spec.eps * c
     elif spec.prenorm == "approx":
@@ -315,92 +398,162 @@ def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
 
 # %% ../nbs/05_relation.ipynb #a64a3515
 IMPLS = ("auto", "naive", "chunked", "compiled", "linear", "triton")
-CHECK_FINITE = True    # refuse NaN/inf inputs; one reduction per call (and a device sync on a GPU): set False in tight loops
+CHECK_FINITE = (
+    True  # refuse NaN/inf inputs; one reduction per call (and a device sync on a GPU): set False in tight loops
+)
+
 
 def _compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)   # torch >= 2.3
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
     return bool(is_compiling and is_compiling())
+
 
 def _check_tensors(q, p, same_length: bool = True):
     for name, t in (("q", q), ("p", p)):
-        if not isinstance(t, Tensor): raise TypeError(f"{name} must be a torch.Tensor of shape (B, T, H), got {type(t).__name__}")
-        if t.dim() != 3: raise ValueError(f"{name} must have shape (B, T, H), got {tuple(t.shape)}")
-        if not t.is_floating_point(): raise TypeError(f"{name} must be a floating-point tensor (float32, float64, bfloat16 or float16), got {t.dtype}")
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (B, T, H), got {type(t).__name__}")
+        if t.dim() != 3:
+            raise ValueError(f"{name} must have shape (B, T, H), got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(
+                f"{name} must be a floating-point tensor (float32, float64, bfloat16 or float16), got {t.dtype}"
+            )
     if same_length and q.shape != p.shape:
-        raise ValueError(f"q and p must have the same shape (B, T, H), got q {tuple(q.shape)} and p {tuple(p.shape)}; "
-                         "relation() does not broadcast, expand explicitly if that is what you mean")
+        raise ValueError(
+            f"q and p must have the same shape (B, T, H), got q {tuple(q.shape)} and p {tuple(p.shape)}; "
+            "relation() does not broadcast, expand explicitly if that is what you mean"
+        )
     if not same_length and (q.shape[0] != p.shape[0] or q.shape[2] != p.shape[2] or q.shape[1] > p.shape[1]):
-        raise ValueError(f"q (B, Tq, H) and p (B, Tp, H) must agree in B and H with Tq <= Tp, got q {tuple(q.shape)} "
-                         f"and p {tuple(p.shape)}")
-    if q.dtype != p.dtype: raise TypeError(f"q and p must have the same dtype, got q {q.dtype} and p {p.dtype}")
-    if q.device != p.device: raise ValueError(f"q and p must be on the same device, got q on {q.device} and p on {p.device}")
-    if 0 in q.shape: raise ValueError(f"q and p must be non-empty (B, T, H >= 1), got shape {tuple(q.shape)}")
+        raise ValueError(
+            f"q (B, Tq, H) and p (B, Tp, H) must agree in B and H with Tq <= Tp, got q {tuple(q.shape)} "
+            f"and p {tuple(p.shape)}"
+        )
+    if q.dtype != p.dtype:
+        raise TypeError(f"q and p must have the same dtype, got q {q.dtype} and p {p.dtype}")
+    if q.device != p.device:
+        raise ValueError(f"q and p must be on the same device, got q on {q.device} and p on {p.device}")
+    if 0 in q.shape:
+        raise ValueError(f"q and p must be non-empty (B, T, H >= 1), got shape {tuple(q.shape)}")
     if CHECK_FINITE and not _compiling():
         for name, t in (("q", q), ("p", p)):
             if not bool(torch.isfinite(t).all()):
-                raise NonFiniteError(f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} "
-                                     "entries); the relation of non-finite inputs is meaningless: check what produced them")
+                raise NonFiniteError(
+                    f"{name} contains NaN or inf ({int((~torch.isfinite(t)).sum())} of {t.numel()} "
+                    "entries); the relation of non-finite inputs is meaningless: check what produced them"
+                )
+
 
 def _in_dtype(y: Tensor, dtype: torch.dtype) -> Tensor:
-    "The float32 result `y` in the inputs' dtype; float16 cannot hold values above 65504, so those are refused, not made inf."
-    if dtype == torch.float16 and not _compiling() and y.numel() and y.detach().abs().amax().item() > torch.finfo(torch.float16).max:
-        raise ValueError(f"the relation's values reach {y.detach().abs().amax().item():.3g}, beyond float16's largest number "
-                         "(65504): exp of a normalised pre-activation reaches e^sqrt(H-1). Use stable=True (exact once a "
-                         "post-reduction normalisation follows), or bfloat16 or float32 inputs")
+    """The float32 result `y` in the inputs' dtype; float16 cannot hold values above 65504, so those are refused, not
+    made inf."""
+    if (
+        dtype == torch.float16
+        and not _compiling()
+        and y.numel()
+        and y.detach().abs().amax().item() > torch.finfo(torch.float16).max
+    ):
+        raise ValueError(
+            f"the relation's values reach {y.detach().abs().amax().item():.3g}, beyond float16's largest number "
+            "(65504): exp of a normalised pre-activation reaches e^sqrt(H-1). Use stable=True (exact once a "
+            "post-reduction normalisation follows), or bfloat16 or float32 inputs"
+        )
     return y.to(dtype)
+
 
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RelationSpec)}
 
+
 def _as_spec(spec: RelationSpec | None, **options) -> RelationSpec:
-    "The call's spec: `spec` itself, or one built from the option keywords (which must be left at their defaults beside a spec)."
-    if spec is None: return RelationSpec(**options)
-    if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec or None, got {type(spec).__name__}")
+    """The call's spec: `spec` itself, or one built from the option keywords (which must be left at their defaults
+    beside a spec)."""
+    if spec is None:
+        return RelationSpec(**options)
+    if not isinstance(spec, RelationSpec):
+        raise TypeError(f"spec must be a RelationSpec or None, got {type(spec).__name__}")
     changed = [f"{k}={v!r}" for k, v in options.items() if v != _SPEC_DEFAULTS[k]]
-    if changed: raise ValueError(f"pass the options either in spec= or as keywords, not both: got spec= and {', '.join(changed)}")
+    if changed:
+        raise ValueError(
+            f"pass the options either in spec= or as keywords, not both: got spec= and {', '.join(changed)}"
+        )
     return spec
+
 
 def _check_features(spec: RelationSpec, H: int):
     if spec.norm == "layer" and spec.prenorm != "none" and H == 1 and spec.eps == 0:
         raise ValueError("LayerNorm over H=1 feature is 0/0: use H >= 2, norm='rms', prenorm='none' or eps > 0")
 
+
 def _triton_suits(q: Tensor, spec: RelationSpec) -> bool:
-    "Whether impl='auto' should use the fused Triton kernels: exact form, a CUDA tensor of at most 32 bits, triton installed."
-    return ((spec.prenorm, spec.act) == ("exact", "exp") and q.is_cuda and q.dtype != torch.float64
-            and importlib.util.find_spec("triton") is not None)
+    """Whether impl='auto' should use the fused Triton kernels: exact form, a CUDA tensor of at most 32 bits, triton
+    installed."""
+    return (
+        (spec.prenorm, spec.act) == ("exact", "exp")
+        and q.is_cuda
+        and q.dtype != torch.float64
+        and importlib.util.find_spec("triton") is not None
+    )
+
 
 def _check_triton(q: Tensor, spec: RelationSpec):
     if (spec.prenorm, spec.act) != ("exact", "exp"):
-        raise ValueError(f"impl='triton' computes the exact form only (prenorm='exact', act='exp'), got prenorm={spec.prenorm!r}, "
-                         f"act={spec.act!r}; use impl='chunked' (or 'auto') for this form")
+        raise ValueError(
+            f"impl='triton' computes the exact form only (prenorm='exact', act='exp'), got prenorm={spec.prenorm!r}, "
+            f"act={spec.act!r}; use impl='chunked' (or 'auto') for this form"
+        )
     if importlib.util.find_spec("triton") is None:
         raise ImportError("impl='triton' needs the triton package (pip install triton); or use impl='chunked'")
     if q.dtype == torch.float64:
-        raise TypeError("impl='triton' computes in float32 (its matrix products run on float32 tensor cores), so float64 "
-                        "inputs would silently lose precision; use impl='chunked' (or 'auto') for float64")
+        raise TypeError(
+            "impl='triton' computes in float32 (its matrix products run on float32 tensor cores), so float64 "
+            "inputs would silently lose precision; use impl='chunked' (or 'auto') for float64"
+        )
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(f"impl='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1, for testing), "
-                         f"got a tensor on {q.device}; use impl='chunked' (or 'auto') on the CPU")
+        raise ValueError(
+            f"impl='triton' runs on CUDA tensors (on the CPU only under TRITON_INTERPRET=1, for testing), "
+            f"got a tensor on {q.device}; use impl='chunked' (or 'auto') on the CPU"
+        )
+
 
 def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) -> str:
     "Check `impl` and `chunk` against the spec and the tensors; 'auto' becomes the implementation it picks."
     one_of("impl", impl, IMPLS)
-    if chunk is not None: positive_int("chunk", chunk)
+    if chunk is not None:
+        positive_int("chunk", chunk)
     _check_features(spec, q.shape[-1])
-    if impl == "triton": _check_triton(q, spec)
+    if impl == "triton":
+        _check_triton(q, spec)
     if impl == "linear" and not spec.decomposable:
-        why = ("the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
-               "times a function of q_j" if spec.act == "exp" else
-               f"only act='exp' turns a sum of pairs into a product, not act={spec.act!r}")
-        raise ValueError(f"impl='linear' needs act='exp' with prenorm 'approx' or 'none': {why}. "
-                         "Use impl='chunked' (or 'auto') for this form")
-    if impl != "auto": return impl
+        why = (
+            "the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
+            "times a function of q_j"
+            if spec.act == "exp"
+            else f"only act='exp' turns a sum of pairs into a product, not act={spec.act!r}"
+        )
+        raise ValueError(
+            f"impl='linear' needs act='exp' with prenorm 'approx' or 'none': {why}. "
+            "Use impl='chunked' (or 'auto') for this form"
+        )
+    if impl != "auto":
+        return impl
     return "linear" if spec.decomposable else "triton" if _triton_suits(q, spec) else "chunked"
 
 # %% ../nbs/05_relation.ipynb #0193093a
-def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
-             norm: str = "layer", eps: float = 0.0, stable: bool = False, impl: str = "auto",
-             chunk: int | None = None, spec: RelationSpec | None = None) -> Tensor:
-    """The CausalRN relation `y_j = mean_{i in S_j} act(pre(p_i, q_j))` of output side `q` and memory side `p`, (B, T, H).
+def relation(
+    q: Tensor,
+    p: Tensor,
+    *,
+    prenorm: str = "exact",
+    act: str = "exp",
+    causal: bool = True,
+    norm: str = "layer",
+    eps: float = 0.0,
+    stable: bool = False,
+    impl: str = "auto",
+    chunk: int | None = None,
+    spec: RelationSpec | None = None,
+) -> Tensor:
+    """The CausalRN relation `y_j = mean_{i in S_j} act(pre(p_i, q_j))` of output side `q` and memory side `p`,
+    (B, T, H).
 
     prenorm: "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j; mu is `norm` ("layer" or
     "rms"), dividing by (std + eps). causal: S_j = {i <= j}, else all i. stable (exp only): return each row
@@ -412,29 +565,48 @@ def relation(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", 
     spec = _as_spec(spec, prenorm=prenorm, act=act, causal=causal, norm=norm, eps=eps, stable=stable)
     impl = _choose_impl(q, spec, impl, chunk)
     dtype = q.dtype
-    if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()   # compute and accumulate in float32
-    if impl == "naive": y = _naive(q, p, spec)
-    elif impl == "linear": y = _linear(q, p, spec)
+    if dtype in (torch.float16, torch.bfloat16):
+        q, p = q.float(), p.float()  # compute and accumulate in float32
+    if impl == "naive":
+        y = _naive(q, p, spec)
+    elif impl == "linear":
+        y = _linear(q, p, spec)
     elif impl == "triton":
-        from causal_rn.triton_relation import triton_relation      # imported on use: triton is optional
+        from causal_rn.triton_relation import triton_relation  # imported on use: triton is optional
+
         y = triton_relation(q, p, spec)
-    else: y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
+    else:
+        y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
     return _in_dtype(y, dtype)
 
 # %% ../nbs/05_relation.ipynb #aa27087e
-def relation_rows(q: Tensor, p: Tensor, *, prenorm: str = "exact", act: str = "exp", causal: bool = True,
-                  norm: str = "layer", eps: float = 0.0, stable: bool = False, spec: RelationSpec | None = None) -> Tensor:
-    "The relation's outputs at the last Tq positions: `q` (B, Tq, H) their output sides, `p` (B, Tp, H) the memory sides of all Tp >= Tq positions."
+def relation_rows(
+    q: Tensor,
+    p: Tensor,
+    *,
+    prenorm: str = "exact",
+    act: str = "exp",
+    causal: bool = True,
+    norm: str = "layer",
+    eps: float = 0.0,
+    stable: bool = False,
+    spec: RelationSpec | None = None,
+) -> Tensor:
+    """The relation's outputs at the last Tq positions: `q` (B, Tq, H) their output sides, `p` (B, Tp, H) the memory
+    sides of all Tp >= Tq positions."""
     _check_tensors(q, p, same_length=False)
     spec = _as_spec(spec, prenorm=prenorm, act=act, causal=causal, norm=norm, eps=eps, stable=stable)
     _check_features(spec, q.shape[-1])
     dtype = q.dtype
-    if dtype in (torch.float16, torch.bfloat16): q, p = q.float(), p.float()
+    if dtype in (torch.float16, torch.bfloat16):
+        q, p = q.float(), p.float()
     return _in_dtype(_naive(q, p, spec), dtype)
 
 # %% ../nbs/05_relation.ipynb #85797503
 def supports(impl: str, prenorm: str, act: str) -> bool:
     "Whether `impl` can compute the relation with this `prenorm` and `act`."
-    if impl == "linear": return decomposable(prenorm, act)
-    if impl == "triton": return prenorm == "exact" and act == "exp"
+    if impl == "linear":
+        return decomposable(prenorm, act)
+    if impl == "triton":
+        return prenorm == "exact" and act == "exp"
     return impl in ("naive", "chunked", "compiled", "auto")

@@ -25,51 +25,75 @@ __all__ = ['SEEDS', 'ABLATIONS', 'ABLATION_BASE', 'ABLATION_SEEDED', 'ABLATION_S
 # %% ../nbs/22_reproduction.ipynb #r0000006
 SEEDS = (0, 1, 2)
 
+
 def seeded(name: str, seed: int = 0) -> str:
     "A run's folder name for `seed`: seed 0 keeps the plain name, others add `-seed<k>`."
     return name if seed == 0 else f"{name}-seed{seed}"
 
+
 # Fig. 2: one CausalRN component changed at a time
-ABLATIONS = {"CausalRN (exact, post-norm, exp)": {}, "post-norm off": dict(postnorm=False),
-             "pre-norm approx": dict(prenorm="approx"), "pre-norm none": dict(prenorm="none"),
-             "ReLU": dict(act="relu"), "ELU": dict(act="elu"), "GELU": dict(act="gelu")}
+ABLATIONS = {
+    "CausalRN (exact, post-norm, exp)": {},
+    "post-norm off": dict(postnorm=False),
+    "pre-norm approx": dict(prenorm="approx"),
+    "pre-norm none": dict(prenorm="none"),
+    "ReLU": dict(act="relu"),
+    "ELU": dict(act="elu"),
+    "GELU": dict(act="gelu"),
+}
 ABLATION_BASE = "CausalRN (exact, post-norm, exp)"
-ABLATION_SEEDED = (ABLATION_BASE, "post-norm off", "ReLU")     # the arms near the 99% threshold get 3 seeds
+ABLATION_SEEDED = (ABLATION_BASE, "post-norm off", "ReLU")  # the arms near the 99% threshold get 3 seeds
 ABLATION_STRING_SIZE, ABLATION_ITERATIONS = 16, 600
+
 
 def ablation_run_name(label: str, preset: str = "cpu", seed: int = 0) -> str:
     "Folder of an ablation run under results/copy."
     size = ABLATION_STRING_SIZE if preset == "cpu" else 128
-    return seeded(f"ablation-{preset}-L{size}-" + label.split(" (")[0].lower().replace(" ", "-").replace("causalrn", "base"), seed)
+    return seeded(
+        f"ablation-{preset}-L{size}-" + label.split(" (")[0].lower().replace(" ", "-").replace("causalrn", "base"), seed
+    )
+
 
 # Fig. 3: two learning curves
 CURVE_KINDS, CURVE_STRING_SIZE, CURVE_ITERATIONS = ("causal_rn", "transformer"), 32, 1000
 
+
 def curve_run_name(kind: str, preset: str = "cpu", seed: int = 0) -> str:
     return seeded(f"curve-{preset}-L{CURVE_STRING_SIZE if preset == 'cpu' else 128}-{kind}", seed)
+
 
 # Fig. 4: iterations to 99% against string length
 SCALING_KINDS = ("causal_rn", "linear_causal_rn", "transformer", "linear_transformer")
 SCALING_SIZES, SCALING_CAP = (8, 16, 32, 64), 1500
 
+
 def scaling_sizes(kind: str) -> tuple[int, ...]:
     "The lengths run for `kind`: every length for the quadratic models, up to 32 letters for the linear ones."
     return tuple(L for L in SCALING_SIZES if L <= 32 or not KINDS[kind].linear)
 
+
 def scaling_run_name(kind: str, L: int, preset: str = "cpu", seed: int = 0) -> str:
     return seeded(f"scaling-{preset}-L{L}-{kind}", seed)
+
 
 # Appendix D: the learning-rate sweep
 LR_GRID, LR_KINDS, LR_STRING_SIZE = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3), ("causal_rn", "transformer"), 16
 PAPER_BEST_LR = {"causal_rn": 1e-3, "transformer": 5e-4}
+
 
 def lr_run_name(kind: str, lr: float) -> str:
     "The sweep's run at `lr`; at 5e-4 (the cpu preset's own) it is Fig. 4's run at 16 letters, the same configuration."
     return scaling_run_name(kind, LR_STRING_SIZE) if lr == 5e-4 else f"lr-cpu-L{LR_STRING_SIZE}-{kind}-lr{lr:g}"
 
 # %% ../nbs/22_reproduction.ipynb #r0000008
-def ablation_train(seed: int = 0) -> dict: return dict(iterations=ABLATION_ITERATIONS, seed=seed)
-def curve_train(seed: int = 0) -> dict: return dict(iterations=CURVE_ITERATIONS, seed=seed)
+def ablation_train(seed: int = 0) -> dict:
+    return dict(iterations=ABLATION_ITERATIONS, seed=seed)
+
+
+def curve_train(seed: int = 0) -> dict:
+    return dict(iterations=CURVE_ITERATIONS, seed=seed)
+
+
 def scaling_train(seed: int = 0, lr: float = 5e-4) -> dict:
     return dict(iterations=SCALING_CAP, stop_accuracy=0.99, stop_patience=3, seed=seed, lr=lr)
 
@@ -78,64 +102,84 @@ def letter_guessing_loss(L: int) -> float:
     "Loss on the scored positions of a model that guesses the L letters uniformly and knows <EOS> comes last."
     return L * math.log(26) / (L + 1)
 
+
 def running_mean(values, width: int = 10) -> np.ndarray:
     "Mean of the last `width` values at each step (fewer at the start)."
-    c = np.cumsum(np.r_[0.0, values]); i = np.arange(len(values)); lo = np.maximum(0, i - width + 1)
+    c = np.cumsum(np.r_[0.0, values])
+    i = np.arange(len(values))
+    lo = np.maximum(0, i - width + 1)
     return (c[i + 1] - c[lo]) / (i + 1 - lo)
+
 
 def first_below(m: dict, level: float, width: int = 10) -> int | None:
     "First iteration at which the running mean of the loss is below `level`; None if never."
     below = np.nonzero(running_mean(m["loss"], width) < level)[0]
     return int(m["iteration"][below[0]]) if len(below) else None
 
+
 def to99(s: dict) -> float:
     "Iterations to 99% of a run's summary; inf if it did not get there."
     return s["iterations_to_99"] or math.inf
+
 
 def median(values) -> float:
     "The median; inf counts as larger than everything (a majority of unconverged seeds gives inf)."
     return float(np.median(np.asarray(list(values), dtype=float)))
 
+
 def load_seeds(root, name_of, seeds=SEEDS) -> list[tuple[dict, dict]]:
     "The stored runs `root/name_of(seed)` that finished, in seed order."
-    return [load_run(Path(root) / name_of(seed)) for seed in seeds if (Path(root) / name_of(seed) / "summary.json").exists()]
+    return [
+        load_run(Path(root) / name_of(seed)) for seed in seeds if (Path(root) / name_of(seed) / "summary.json").exists()
+    ]
 
 # %% ../nbs/22_reproduction.ipynb #r0000013
 @dataclass(frozen=True)
 class Finding:
     "One claim of the paper, checked against the stored runs."
-    figure: str              # e.g. "Fig. 4"
-    claim: str               # the paper's claim, in a few words
-    paper: str               # the paper's setting
-    ours: str                # our setting
-    device: str              # where our runs ran
-    seeds: str               # seeds per point
-    agrees: str              # yes / partly / no / not run
-    evidence: str            # one generated sentence
-    notebook: str            # where the claim is worked out
+
+    figure: str  # e.g. "Fig. 4"
+    claim: str  # the paper's claim, in a few words
+    paper: str  # the paper's setting
+    ours: str  # our setting
+    device: str  # where our runs ran
+    seeds: str  # seeds per point
+    agrees: str  # yes / partly / no / not run
+    evidence: str  # one generated sentence
+    notebook: str  # where the claim is worked out
+
 
 def _device(summaries) -> str:
     "The machines of some runs, without the thread count (which varies between runs of one machine)."
     names = sorted({re.sub(r", \d+ torch threads?$", "", s["device"]) for s in summaries})
     return "; ".join(names) if names else "-"
 
+
 def _copy_setting(s: dict) -> str:
     m, t, o = s["model_config"], s["task_config"], s["train_config"]
-    return (f"strings of {t['string_size']}, d_e {m['d_model']}, {m['n_blocks']} blocks, batch {t['batch_size']}, "
-            f"lr {o['optim']['lr']:g}, at most {o['iterations']} iterations")
+    return (
+        f"strings of {t['string_size']}, d_e {m['d_model']}, {m['n_blocks']} blocks, batch {t['batch_size']}, "
+        f"lr {o['optim']['lr']:g}, at most {o['iterations']} iterations"
+    )
+
 
 def _paper_copy_setting() -> str:
     m, t, o = copy_run_config("causal_rn", "paper", 128)
     return f"strings of 128, d_e {m.d_model}, {m.n_blocks} blocks, batch {t.cfg.batch_size}, lr {o.optim.lr:g}"
 
+
 def _seeds(groups) -> str:
     ns = sorted({len(g) for g in groups if g})
     return "-" if not ns else ("/".join(map(str, ns)))
 
-def _show(n: float) -> str: return "none" if n == math.inf else f"{n:g}"
+
+def _show(n: float) -> str:
+    return "none" if n == math.inf else f"{n:g}"
+
 
 def _verdict(ok: list[bool]) -> str:
     return "not run" if not ok else "yes" if all(ok) else "no" if not any(ok) else "partly"
+
 
 def _missing(figure, claim, paper, notebook) -> Finding:
     return Finding(figure, claim, paper, "-", "-", "-", "not run", "no stored runs", notebook)
@@ -144,42 +188,86 @@ def _missing(figure, claim, paper, notebook) -> Finding:
 def ablation_runs(root) -> dict[str, list[tuple[dict, dict]]]:
     "Stored ablation runs per arm: 3 seeds for the arms near the threshold, seed 0 for the others."
     root = Path(root)
-    return {label: load_seeds(root, lambda seed, l=label: ablation_run_name(l, seed=seed),
-                              SEEDS if label in ABLATION_SEEDED else (0,)) for label in ABLATIONS}
+    return {
+        label: load_seeds(
+            root, lambda seed, l=label: ablation_run_name(l, seed=seed), SEEDS if label in ABLATION_SEEDED else (0,)
+        )
+        for label in ABLATIONS
+    }
+
 
 def fig2_findings(root) -> list[Finding]:
     "The three panels of Fig. 2 against the stored ablation runs under `root` (results/copy)."
     runs, nb = ablation_runs(root), "13_copy_ablations.ipynb"
     paper = _paper_copy_setting() + ", 2000 iterations"
-    if not runs[ABLATION_BASE]: return [_missing("Fig. 2", "which parts matter", paper, nb)]
+    if not runs[ABLATION_BASE]:
+        return [_missing("Fig. 2", "which parts matter", paper, nb)]
     guess = letter_guessing_loss(ABLATION_STRING_SIZE)
     base = runs[ABLATION_BASE]
     ours = _copy_setting(base[0][0]).replace("at most ", "")
     device = _device(s for g in runs.values() for s, _ in g)
     med = {label: median(to99(s) for s, _ in g) for label, g in runs.items() if g}
-    def seeds_of(label): return ", ".join(_show(to99(s)) for s, _ in runs[label])
+
+    def seeds_of(label):
+        return ", ".join(_show(to99(s)) for s, _ in runs[label])
+
     out = []
     if runs["post-norm off"]:
         ok = med["post-norm off"] > med[ABLATION_BASE]
-        out.append(Finding("Fig. 2a", "post-reduction normalisation helps", paper, ours, device, _seeds([base, runs["post-norm off"]]),
-                           "yes" if ok else "no",
-                           f"iterations to 99%, median over seeds: {_show(med[ABLATION_BASE])} with it ({seeds_of(ABLATION_BASE)}), "
-                           f"{_show(med['post-norm off'])} without ({seeds_of('post-norm off')}); the paper speaks of stability, we measure speed", nb))
+        out.append(
+            Finding(
+                "Fig. 2a",
+                "post-reduction normalisation helps",
+                paper,
+                ours,
+                device,
+                _seeds([base, runs["post-norm off"]]),
+                "yes" if ok else "no",
+                f"iterations to 99%, median over seeds: {_show(med[ABLATION_BASE])} with it "
+                f"({seeds_of(ABLATION_BASE)}), "
+                f"{_show(med['post-norm off'])} without ({seeds_of('post-norm off')}); the paper speaks of "
+                f"stability, we measure speed",
+                nb,
+            )
+        )
     weak = [l for l in ("pre-norm approx", "pre-norm none") if runs[l]]
     if weak:
         drops = {l: [first_below(m, 0.1 * guess) for _, m in runs[l]] for l in (ABLATION_BASE, *weak)}
         ok = all(d is not None for d in drops[ABLATION_BASE]) and all(d is None for l in weak for d in drops[l])
-        out.append(Finding("Fig. 2b", "only exact pre-activation normalisation drops", paper, ours, device,
-                           _seeds([base] + [runs[l] for l in weak]), "yes" if ok else "no",
-                           "loss below 10% of the letter-guessing level at iteration: " + "; ".join(
-                               f"{l}: " + ", ".join("never" if d is None else str(d) for d in ds) for l, ds in drops.items()), nb))
+        out.append(
+            Finding(
+                "Fig. 2b",
+                "only exact pre-activation normalisation drops",
+                paper,
+                ours,
+                device,
+                _seeds([base] + [runs[l] for l in weak]),
+                "yes" if ok else "no",
+                "loss below 10% of the letter-guessing level at iteration: "
+                + "; ".join(
+                    f"{l}: " + ", ".join("never" if d is None else str(d) for d in ds) for l, ds in drops.items()
+                ),
+                nb,
+            )
+        )
     acts = [l for l in ("ReLU", "ELU", "GELU") if runs[l]]
     if acts:
         ok = [med[ABLATION_BASE] < med[l] for l in acts]
-        out.append(Finding("Fig. 2c", "exp converges faster than other activations", paper, ours, device,
-                           _seeds([base] + [runs[l] for l in acts]), _verdict(ok),
-                           f"iterations to 99%, median: exp {_show(med[ABLATION_BASE])}, " + ", ".join(
-                               f"{l} {_show(med[l])}" for l in acts) + f" (none: not within {ABLATION_ITERATIONS})", nb))
+        out.append(
+            Finding(
+                "Fig. 2c",
+                "exp converges faster than other activations",
+                paper,
+                ours,
+                device,
+                _seeds([base] + [runs[l] for l in acts]),
+                _verdict(ok),
+                f"iterations to 99%, median: exp {_show(med[ABLATION_BASE])}, "
+                + ", ".join(f"{l} {_show(med[l])}" for l in acts)
+                + f" (none: not within {ABLATION_ITERATIONS})",
+                nb,
+            )
+        )
     return out
 
 # %% ../nbs/22_reproduction.ipynb #r0000017
@@ -187,201 +275,401 @@ def curve_runs(root) -> dict[str, list[tuple[dict, dict]]]:
     "Stored learning-curve runs per model label, seeds in order."
     return {KINDS[k].label: load_seeds(root, lambda seed, k=k: curve_run_name(k, seed=seed)) for k in CURVE_KINDS}
 
+
 def fig3_findings(root) -> list[Finding]:
     "Fig. 3's two claims: both models plateau and drop, and their curves nearly overlap."
     runs, nb = curve_runs(root), "14_copy_curves.ipynb"
     paper = _paper_copy_setting() + ", 2000 iterations"
-    if not all(runs.values()): return [_missing("Fig. 3", "CausalRN and Transformer curves alike", paper, nb)]
+    if not all(runs.values()):
+        return [_missing("Fig. 3", "CausalRN and Transformer curves alike", paper, nb)]
     guess = letter_guessing_loss(CURVE_STRING_SIZE)
     (crn, a), (tf, b) = runs.items()
-    ours, device, seeds = _copy_setting(a[0][0]).replace("at most ", ""), _device(s for g in runs.values() for s, _ in g), _seeds(runs.values())
+    ours, device, seeds = (
+        _copy_setting(a[0][0]).replace("at most ", ""),
+        _device(s for g in runs.values() for s, _ in g),
+        _seeds(runs.values()),
+    )
     leave = {l: [first_below(m, 0.9 * guess, 25) for _, m in g] for l, g in runs.items()}
     drop = {l: [first_below(m, 0.1 * guess, 25) for _, m in g] for l, g in runs.items()}
     shape = all(x is not None for v in (*leave.values(), *drop.values()) for x in v)
-    def med(v): return median(math.inf if x is None else x for x in v)
+
+    def med(v):
+        return median(math.inf if x is None else x for x in v)
+
     gap = abs(med(leave[crn]) - med(leave[tf]))
     close = gap <= 0.1 * min(med(leave[crn]), med(leave[tf]))
     first = min(leave, key=lambda l: med(leave[l]))
-    def its(v): return ", ".join("never" if x is None else str(x) for x in v)
-    return [Finding("Fig. 3", "both plateau, then drop sharply", paper, ours, device, seeds, "yes" if shape else "no",
-                    "loss below 10% of the letter-guessing level at iteration: " + "; ".join(f"{l}: {its(v)}" for l, v in drop.items()), nb),
-            Finding("Fig. 3", "the two curves nearly overlap", paper, ours, device, seeds, "yes" if close else "no",
-                    "leaves the plateau at iteration: " + "; ".join(f"{l}: {its(v)}" for l, v in leave.items())
-                    + f"; medians {gap:g} apart" + ("" if close else f", {first} first"), nb)]
+
+    def its(v):
+        return ", ".join("never" if x is None else str(x) for x in v)
+
+    return [
+        Finding(
+            "Fig. 3",
+            "both plateau, then drop sharply",
+            paper,
+            ours,
+            device,
+            seeds,
+            "yes" if shape else "no",
+            "loss below 10% of the letter-guessing level at iteration: "
+            + "; ".join(f"{l}: {its(v)}" for l, v in drop.items()),
+            nb,
+        ),
+        Finding(
+            "Fig. 3",
+            "the two curves nearly overlap",
+            paper,
+            ours,
+            device,
+            seeds,
+            "yes" if close else "no",
+            "leaves the plateau at iteration: "
+            + "; ".join(f"{l}: {its(v)}" for l, v in leave.items())
+            + f"; medians {gap:g} apart"
+            + ("" if close else f", {first} first"),
+            nb,
+        ),
+    ]
 
 # %% ../nbs/22_reproduction.ipynb #r0000019
 def scaling_runs(root) -> dict[tuple[str, int], list[tuple[dict, dict]]]:
     "Stored Fig. 4 runs per (kind, length), seeds in order; a (kind, length) without runs is left out."
-    found = {(k, L): load_seeds(root, lambda seed, k=k, L=L: scaling_run_name(k, L, seed=seed)) for k in SCALING_KINDS for L in SCALING_SIZES}
+    found = {
+        (k, L): load_seeds(root, lambda seed, k=k, L=L: scaling_run_name(k, L, seed=seed))
+        for k in SCALING_KINDS
+        for L in SCALING_SIZES
+    }
     return {key: g for key, g in found.items() if g}
+
 
 def scaling_medians(runs) -> dict[tuple[str, int], float]:
     "Median iterations to 99% over seeds per (kind, length); inf where most seeds did not get there."
     return {key: median(to99(s) for s, _ in g) for key, g in runs.items()}
 
+
 def fig4_findings(root) -> list[Finding]:
     "Fig. 4's three orderings, on the medians over seeds."
     runs, nb = scaling_runs(root), "15_copy_scaling.ipynb"
     paper = _paper_copy_setting().replace("strings of 128", "strings of 16 to 256")
-    if not runs: return [_missing("Fig. 4", "iterations to 99% against length", paper, nb)]
+    if not runs:
+        return [_missing("Fig. 4", "iterations to 99% against length", paper, nb)]
     med, first = scaling_medians(runs), next(iter(runs.values()))[0][0]
     ours = _copy_setting(first).replace(f"strings of {first['string_size']}", "strings of 8 to 64")
     device, seeds = _device(s for g in runs.values() for s, _ in g), _seeds(runs.values())
     label = {k: KINDS[k].label for k in SCALING_KINDS}
+
     def pairs(fast, slow):
-        return [(L, med[fast, L], med[slow, L]) for L in SCALING_SIZES
-                if (fast, L) in med and (slow, L) in med and min(med[fast, L], med[slow, L]) < math.inf]
+        return [
+            (L, med[fast, L], med[slow, L])
+            for L in SCALING_SIZES
+            if (fast, L) in med and (slow, L) in med and min(med[fast, L], med[slow, L]) < math.inf
+        ]
+
     out = []
     p = pairs("causal_rn", "transformer")
-    out.append(Finding("Fig. 4", "CausalRN needs fewer iterations than the Transformer", paper, ours, device, seeds,
-                       _verdict([a < b for _, a, b in p]),
-                       "median iterations to 99%, CausalRN against Transformer: " + ", ".join(
-                           f"{_show(a)} against {_show(b)} at {L}" for L, a, b in p), nb))
-    lin = [(q, l, L, a, b) for q, l in (("causal_rn", "linear_causal_rn"), ("transformer", "linear_transformer"))
-           for L, a, b in pairs(q, l)]
-    out.append(Finding("Fig. 4", "the linear models need more iterations", paper, ours, device, seeds,
-                       _verdict([a <= b for *_, a, b in lin]),
-                       "median iterations to 99%, linear against quadratic: " + "; ".join(
-                           f"{label[l]} {_show(b)} against {_show(a)} at {L}" for q, l, L, a, b in lin), nb))
-    fails = {k: next((L for L in SCALING_SIZES if med.get((k, L)) == math.inf), None) for k in ("linear_causal_rn", "linear_transformer")}
+    out.append(
+        Finding(
+            "Fig. 4",
+            "CausalRN needs fewer iterations than the Transformer",
+            paper,
+            ours,
+            device,
+            seeds,
+            _verdict([a < b for _, a, b in p]),
+            "median iterations to 99%, CausalRN against Transformer: "
+            + ", ".join(f"{_show(a)} against {_show(b)} at {L}" for L, a, b in p),
+            nb,
+        )
+    )
+    lin = [
+        (q, l, L, a, b)
+        for q, l in (("causal_rn", "linear_causal_rn"), ("transformer", "linear_transformer"))
+        for L, a, b in pairs(q, l)
+    ]
+    out.append(
+        Finding(
+            "Fig. 4",
+            "the linear models need more iterations",
+            paper,
+            ours,
+            device,
+            seeds,
+            _verdict([a <= b for *_, a, b in lin]),
+            "median iterations to 99%, linear against quadratic: "
+            + "; ".join(f"{label[l]} {_show(b)} against {_show(a)} at {L}" for q, l, L, a, b in lin),
+            nb,
+        )
+    )
+    fails = {
+        k: next((L for L in SCALING_SIZES if med.get((k, L)) == math.inf), None)
+        for k in ("linear_causal_rn", "linear_transformer")
+    }
     lcrn, ltf = fails["linear_causal_rn"], fails["linear_transformer"]
-    out.append(Finding("Fig. 4", "the Linear CausalRN is the model that fails", paper, ours, device, seeds,
-                       "yes" if lcrn and (ltf is None or lcrn < ltf) else "partly" if lcrn else "no",
-                       "first length where most seeds miss 99% within the cap: " + "; ".join(
-                           f"{label[k]} {L if L else 'none'}" for k, L in fails.items())
-                       + "; the paper's Linear Transformer converges up to 256", nb))
+    out.append(
+        Finding(
+            "Fig. 4",
+            "the Linear CausalRN is the model that fails",
+            paper,
+            ours,
+            device,
+            seeds,
+            "yes" if lcrn and (ltf is None or lcrn < ltf) else "partly" if lcrn else "no",
+            "first length where most seeds miss 99% within the cap: "
+            + "; ".join(f"{label[k]} {L if L else 'none'}" for k, L in fails.items())
+            + "; the paper's Linear Transformer converges up to 256",
+            nb,
+        )
+    )
     return out
+
 
 def lr_runs(root) -> dict[tuple[str, float], tuple[dict, dict]]:
     "Stored runs of the learning-rate sweep per (kind, lr)."
     root = Path(root)
-    return {(k, lr): load_run(root / lr_run_name(k, lr)) for k in LR_KINDS for lr in LR_GRID
-            if (root / lr_run_name(k, lr) / "summary.json").exists()}
+    return {
+        (k, lr): load_run(root / lr_run_name(k, lr))
+        for k in LR_KINDS
+        for lr in LR_GRID
+        if (root / lr_run_name(k, lr) / "summary.json").exists()
+    }
+
 
 def lr_findings(root) -> list[Finding]:
     "Appendix D: the best learning rate of each model in the sweep, against the paper's."
     runs, nb = lr_runs(root), "15_copy_scaling.ipynb"
     paper = "copying, the paper preset, lr in {" + ", ".join(f"{lr:g}" for lr in LR_GRID) + "}"
-    if not runs: return [_missing("App. D", "best lr: 5e-4 Transformer, 1e-3 CausalRN", paper, nb)]
+    if not runs:
+        return [_missing("App. D", "best lr: 5e-4 Transformer, 1e-3 CausalRN", paper, nb)]
     first = next(iter(runs.values()))[0]
     ours = _copy_setting(first).replace(f"lr {first['train_config']['optim']['lr']:g}", "lr in the same grid")
     best, ok = {}, []
     for k in LR_KINDS:
         got = {lr: to99(s) for (kk, lr), (s, _) in runs.items() if kk == k}
-        if len(got) < len(LR_GRID): continue
+        if len(got) < len(LR_GRID):
+            continue
         best[k] = min(got, key=lambda lr: (got[lr], -lr))
         ok.append(best[k] == PAPER_BEST_LR[k])
-    return [Finding("App. D", "best lr: 5e-4 for the Transformer, 1e-3 for CausalRN", paper, ours, _device(s for s, _ in runs.values()),
-                    "1", _verdict(ok) if len(ok) == len(LR_KINDS) else "not run",
-                    "fewest iterations to 99% at lr " + ", ".join(f"{best[k]:g} for the {KINDS[k].label}" for k in best)
-                    + " (the paper: " + ", ".join(f"{PAPER_BEST_LR[k]:g} for the {KINDS[k].label}" for k in LR_KINDS) + ")", nb)]
+    return [
+        Finding(
+            "App. D",
+            "best lr: 5e-4 for the Transformer, 1e-3 for CausalRN",
+            paper,
+            ours,
+            _device(s for s, _ in runs.values()),
+            "1",
+            _verdict(ok) if len(ok) == len(LR_KINDS) else "not run",
+            "fewest iterations to 99% at lr "
+            + ", ".join(f"{best[k]:g} for the {KINDS[k].label}" for k in best)
+            + " (the paper: "
+            + ", ".join(f"{PAPER_BEST_LR[k]:g} for the {KINDS[k].label}" for k in LR_KINDS)
+            + ")",
+            nb,
+        )
+    ]
 
 # %% ../nbs/22_reproduction.ipynb #r0000021
 def _preset_setting(preset, data: str) -> str:
     m, t, o = preset.model, preset.task, preset.train
-    return (f"{data}, d_e {m['d_model']}, d_h {m['d_hidden']}, {m['n_blocks']} blocks, batch {t['batch_size']}, "
-            f"lr {o['lr']:g}, " + (f"{o['iterations']:,d} iterations" if isinstance(o['iterations'], int) else "one epoch"))
+    return (
+        f"{data}, d_e {m['d_model']}, d_h {m['d_hidden']}, {m['n_blocks']} blocks, batch {t['batch_size']}, "
+        f"lr {o['lr']:g}, " + (f"{o['iterations']:,d} iterations" if isinstance(o["iterations"], int) else "one epoch")
+    )
+
 
 def _run_setting(s: dict, data: str) -> str:
     m, t, o = s["model_config"], s["task_config"], s["train_config"]
-    return (f"{data}, d_e {m['d_model']}, {m['n_blocks']} blocks, batch {t['batch_size']}, lr {o['optim']['lr']:g}, "
-            f"{o['iterations']:,d} iterations")
+    return (
+        f"{data}, d_e {m['d_model']}, {m['n_blocks']} blocks, batch {t['batch_size']}, lr {o['optim']['lr']:g}, "
+        f"{o['iterations']:,d} iterations"
+    )
+
 
 def lm_findings(root) -> list[Finding]:
     "Fig. 6: the Linear CausalRN's validation loss against the two Transformers', cpu preset (root: results/lm)."
     from causal_rn.lm import LM_PRESETS
+
     nb, kinds = "18_language_model.ipynb", ("linear_causal_rn", "transformer", "linear_transformer")
     paper = _preset_setting(LM_PRESETS["paper"], "WikiText-103 bytes")
-    runs = {KINDS[k].label: load_run(Path(root) / f"cpu-{k}") for k in kinds if (Path(root) / f"cpu-{k}" / "summary.json").exists()}
+    runs = {
+        KINDS[k].label: load_run(Path(root) / f"cpu-{k}")
+        for k in kinds
+        if (Path(root) / f"cpu-{k}" / "summary.json").exists()
+    }
     lcrn = KINDS["linear_causal_rn"].label
-    if lcrn not in runs or len(runs) < 2: return [_missing("Fig. 6", "Linear CausalRN keeps up with Transformers", paper, nb)]
+    if lcrn not in runs or len(runs) < 2:
+        return [_missing("Fig. 6", "Linear CausalRN keeps up with Transformers", paper, nb)]
     s0 = runs[lcrn][0]
     final = {l: s["final_valid_loss"] for l, (s, _) in runs.items()}
     worst = max(final, key=final.get)
-    evals = {l: [(i, v) for i, v in zip(m["iteration"], m["valid_loss"]) if not math.isnan(v)] for l, (_, m) in runs.items()}
+    evals = {
+        l: [(i, v) for i, v in zip(m["iteration"], m["valid_loss"]) if not math.isnan(v)] for l, (_, m) in runs.items()
+    }
     first = {l: v[0][1] for l, v in evals.items()}
     leads_early = first[lcrn] <= min(first.values())
-    return [Finding("Fig. 6", "the Linear CausalRN keeps up with the Transformers", paper,
-                    _run_setting(s0, f"{s0['corpus']} bytes"), _device(s for s, _ in runs.values()), "1",
-                    "yes" if worst != lcrn else "partly" if leads_early else "no",
-                    "final validation loss (nats per byte): " + ", ".join(f"{l} {v:.3f}" for l, v in final.items())
-                    + ("; the Linear CausalRN leads at the first evaluation" if leads_early else ""), nb)]
+    return [
+        Finding(
+            "Fig. 6",
+            "the Linear CausalRN keeps up with the Transformers",
+            paper,
+            _run_setting(s0, f"{s0['corpus']} bytes"),
+            _device(s for s, _ in runs.values()),
+            "1",
+            "yes" if worst != lcrn else "partly" if leads_early else "no",
+            "final validation loss (nats per byte): "
+            + ", ".join(f"{l} {v:.3f}" for l, v in final.items())
+            + ("; the Linear CausalRN leads at the first evaluation" if leads_early else ""),
+            nb,
+        )
+    ]
+
 
 def vision_findings(root) -> list[Finding]:
     "Fig. 7: the Linear BiRN's held-out accuracy against the Transformers', cpu preset (root: results/vision)."
     from causal_rn.vision_experiments import VISION_PRESETS
+
     nb, kinds = "20_vision.ipynb", ("linear_bi_rn", "transformer", "linear_transformer")
     paper = _preset_setting(VISION_PRESETS["paper"], "CIFAR-5m")
-    runs = {KINDS[k].label: load_run(Path(root) / f"cpu-digits-{k}") for k in kinds
-            if (Path(root) / f"cpu-digits-{k}" / "summary.json").exists()}
+    runs = {
+        KINDS[k].label: load_run(Path(root) / f"cpu-digits-{k}")
+        for k in kinds
+        if (Path(root) / f"cpu-digits-{k}" / "summary.json").exists()
+    }
     birn = KINDS["linear_bi_rn"].label
-    if birn not in runs or len(runs) < 2: return [_missing("Fig. 7", "Linear BiRN curves like the Transformers'", paper, nb)]
+    if birn not in runs or len(runs) < 2:
+        return [_missing("Fig. 7", "Linear BiRN curves like the Transformers'", paper, nb)]
     last5 = {l: [a for a in m["test_accuracy"] if not math.isnan(a)][-5:] for l, (_, m) in runs.items()}
     overlap = max(min(v) for v in last5.values()) <= min(max(v) for v in last5.values())
-    return [Finding("Fig. 7", "the Linear BiRN learns like the Transformers", paper,
-                    _run_setting(runs[birn][0], "8x8 digits"), _device(s for s, _ in runs.values()), "1",
-                    "yes" if overlap else "no",
-                    "held-out accuracy, mean of the last five evaluations: " + ", ".join(
-                        f"{l} {100 * np.mean(v):.1f}%" for l, v in last5.items())
-                    + ("; their ranges overlap" if overlap else "; their ranges do not overlap"), nb)]
+    return [
+        Finding(
+            "Fig. 7",
+            "the Linear BiRN learns like the Transformers",
+            paper,
+            _run_setting(runs[birn][0], "8x8 digits"),
+            _device(s for s, _ in runs.values()),
+            "1",
+            "yes" if overlap else "no",
+            "held-out accuracy, mean of the last five evaluations: "
+            + ", ".join(f"{l} {100 * np.mean(v):.1f}%" for l, v in last5.items())
+            + ("; their ranges overlap" if overlap else "; their ranges do not overlap"),
+            nb,
+        )
+    ]
 
 # %% ../nbs/22_reproduction.ipynb #r0000032
 def heatmap_ink_stats(images, maps, maps_init, threshold: float = 0.25) -> tuple[list[dict], float]:
-    "Per block, how the maps (blocks, N, 4, 4) relate to the ink of images (N, 8, 8) in [0, 1]; and a uniform map's share on ink."
-    ink = images.reshape(len(images), 4, 2, 4, 2).mean((2, 4))            # (N, 4, 4): mean pixel of each 2x2 patch
+    """Per block, how the maps (blocks, N, 4, 4) relate to the ink of images (N, 8, 8) in [0, 1]; and a uniform map's
+    share on ink."""
+    ink = images.reshape(len(images), 4, 2, 4, 2).mean((2, 4))  # (N, 4, 4): mean pixel of each 2x2 patch
     inked = ink > threshold
+
     def corr(m):
         a, b = m.reshape(len(ink), -1), ink.reshape(len(ink), -1)
         a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
         return float(np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-30)))
-    def share(m): return float((m * inked).sum((1, 2)).mean())
+
+    def share(m):
+        return float((m * inked).sum((1, 2)).mean())
+
     stats = []
     for l in range(len(maps)):
         fixed = np.broadcast_to(maps[l].mean(0), maps[l].shape)
-        stats.append(dict(corr=corr(maps[l]), corr_fixed=corr(fixed), corr_init=corr(maps_init[l]), share=share(maps[l]),
-                          share_fixed=share(fixed), share_init=share(maps_init[l]), largest=float(maps[l].max((1, 2)).mean())))
+        stats.append(
+            dict(
+                corr=corr(maps[l]),
+                corr_fixed=corr(fixed),
+                corr_init=corr(maps_init[l]),
+                share=share(maps[l]),
+                share_fixed=share(fixed),
+                share_init=share(maps_init[l]),
+                largest=float(maps[l].max((1, 2)).mean()),
+            )
+        )
     return stats, float(inked.mean())
+
 
 def heatmap_findings(root) -> list[Finding]:
     "Fig. 8 against the stored heat maps (root: results/vision)."
     import json
     from causal_rn.vision_experiments import VISION_PRESETS
+
     path, nb = Path(root) / "heatmaps-cpu-digits.npz", "20_vision.ipynb"
     paper = _preset_setting(VISION_PRESETS["paper"], "CIFAR-5m, bidirectional, block 6 of 12")
-    if not path.exists(): return [_missing("Fig. 8", "relation maps lie on the object", paper, nb)]
+    if not path.exists():
+        return [_missing("Fig. 8", "relation maps lie on the object", paper, nb)]
     store = np.load(path, allow_pickle=False)
     meta = json.loads(str(store["meta"]))
-    stats, uniform = heatmap_ink_stats(store["images"] / 16.0, store["maps"].astype("float32"), store["maps_init"].astype("float32"))
+    stats, uniform = heatmap_ink_stats(
+        store["images"] / 16.0, store["maps"].astype("float32"), store["maps_init"].astype("float32")
+    )
     above = [l + 1 for l, d in enumerate(stats) if d["share"] > max(uniform, d["share_init"])]
     follows = [l + 1 for l, d in enumerate(stats) if d["corr"] > d["corr_fixed"]]
-    return [Finding("Fig. 8", "relation maps lie on the object", paper,
-                    f"8x8 digits, the Linear BiRN of Fig. 7, {len(stats)} blocks, {len(store['labels'])} test digits",
-                    _device([meta]), "1", "yes" if follows else "partly" if above else "no",
-                    f"more weight on ink than a uniform map and the untrained model in blocks {', '.join(map(str, above)) or 'none'}; "
-                    f"following each image's ink better than a fixed map in blocks {', '.join(map(str, follows)) or 'none'}", nb)]
+    return [
+        Finding(
+            "Fig. 8",
+            "relation maps lie on the object",
+            paper,
+            f"8x8 digits, the Linear BiRN of Fig. 7, {len(stats)} blocks, {len(store['labels'])} test digits",
+            _device([meta]),
+            "1",
+            "yes" if follows else "partly" if above else "no",
+            f"more weight on ink than a uniform map and the untrained model in blocks "
+            f"{', '.join(map(str, above)) or 'none'}; "
+            f"following each image's ink better than a fixed map in blocks {', '.join(map(str, follows)) or 'none'}",
+            nb,
+        )
+    ]
 
 # %% ../nbs/22_reproduction.ipynb #r0000023
-STATUS_BEGIN, STATUS_END = "<!-- reproduction-status: begin (causal-rn-status writes this) -->", "<!-- reproduction-status: end -->"
+STATUS_BEGIN, STATUS_END = (
+    "<!-- reproduction-status: begin (causal-rn-status writes this) -->",
+    "<!-- reproduction-status: end -->",
+)
+
 
 def status_findings(results="results") -> list[Finding]:
     "Every finding, from the runs stored under `results` (its copy/, lm/ and vision/ folders)."
     r = Path(results)
-    if not r.is_dir(): raise FileNotFoundError(f"{r}: no results folder; pass the path of the repository's results/")
-    return [*fig2_findings(r / "copy"), *fig3_findings(r / "copy"), *fig4_findings(r / "copy"), *lr_findings(r / "copy"),
-            *lm_findings(r / "lm"), *vision_findings(r / "vision"), *heatmap_findings(r / "vision")]
+    if not r.is_dir():
+        raise FileNotFoundError(f"{r}: no results folder; pass the path of the repository's results/")
+    return [
+        *fig2_findings(r / "copy"),
+        *fig3_findings(r / "copy"),
+        *fig4_findings(r / "copy"),
+        *lr_findings(r / "copy"),
+        *lm_findings(r / "lm"),
+        *vision_findings(r / "vision"),
+        *heatmap_findings(r / "vision"),
+    ]
+
 
 def status_markdown(findings, link: str = "nbs/") -> str:
     "The status table in Markdown; `link` is prefixed to the notebook names."
-    def esc(x: str) -> str: return str(x).replace("|", "\\|")
-    rows = [f"| {f.figure} | {esc(f.claim)} | {esc(f.paper)} | {esc(f.ours)} | {esc(f.device)} | {f.seeds} | "
-            f"**{f.agrees}**: {esc(f.evidence)} ([{f.notebook.split('_')[0]}]({link}{f.notebook})) |" for f in findings]
-    return ("| figure | the paper's claim | paper setting | our setting | device | seeds | agrees? |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+    def esc(x: str) -> str:
+        return str(x).replace("|", "\\|")
+
+    rows = [
+        f"| {f.figure} | {esc(f.claim)} | {esc(f.paper)} | {esc(f.ours)} | {esc(f.device)} | {f.seeds} | "
+        f"**{f.agrees}**: {esc(f.evidence)} ([{f.notebook.split('_')[0]}]({link}{f.notebook})) |"
+        for f in findings
+    ]
+    return (
+        "| figure | the paper's claim | paper setting | our setting | device | seeds | agrees? |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+
 
 def readme_with_status(text: str, table: str) -> str:
     "`text` with the part between the status markers replaced by `table`."
-    if text.count(STATUS_BEGIN) != 1 or text.count(STATUS_END) != 1 or text.index(STATUS_BEGIN) > text.index(STATUS_END):
-        raise ValueError(f"the README must hold the markers {STATUS_BEGIN!r} and {STATUS_END!r} once each, in that order")
+    if (
+        text.count(STATUS_BEGIN) != 1
+        or text.count(STATUS_END) != 1
+        or text.index(STATUS_BEGIN) > text.index(STATUS_END)
+    ):
+        raise ValueError(
+            f"the README must hold the markers {STATUS_BEGIN!r} and {STATUS_END!r} once each, in that order"
+        )
     head, rest = text.split(STATUS_BEGIN)
     return head + STATUS_BEGIN + "\n" + table + "\n" + STATUS_END + rest.split(STATUS_END, 1)[1]
 
@@ -389,21 +677,39 @@ def readme_with_status(text: str, table: str) -> str:
 def main(argv=None) -> int:
     "causal-rn-status: print the reproduction-status table, or rewrite / check the README's copy of it."
     import argparse
+
     p = argparse.ArgumentParser(prog="causal-rn-status", description=main.__doc__)
     p.add_argument("--results", default="results", help="the results folder (copy/, lm/, vision/)")
     p.add_argument("--readme", help="rewrite the table between the status markers of this README")
-    p.add_argument("--check", action="store_true", help="with --readme: only report whether its table is current (exit 1 if not)")
+    p.add_argument(
+        "--check", action="store_true", help="with --readme: only report whether its table is current (exit 1 if not)"
+    )
     args = p.parse_args(argv)
-    try: table = status_markdown(status_findings(args.results))
-    except FileNotFoundError as e: print(f"causal-rn-status: {e}", file=sys.stderr); return 2
-    if not args.readme: print(table); return 0
+    try:
+        table = status_markdown(status_findings(args.results))
+    except FileNotFoundError as e:
+        print(f"causal-rn-status: {e}", file=sys.stderr)
+        return 2
+    if not args.readme:
+        print(table)
+        return 0
     path = Path(args.readme)
-    if not path.is_file(): print(f"causal-rn-status: {path}: no such file", file=sys.stderr); return 2
+    if not path.is_file():
+        print(f"causal-rn-status: {path}: no such file", file=sys.stderr)
+        return 2
     text = path.read_text()
-    try: new = readme_with_status(text, table)
-    except ValueError as e: print(f"causal-rn-status: {path}: {e}", file=sys.stderr); return 2
+    try:
+        new = readme_with_status(text, table)
+    except ValueError as e:
+        print(f"causal-rn-status: {path}: {e}", file=sys.stderr)
+        return 2
     if args.check:
-        if new != text: print(f"{path}: the status table is out of date; run causal-rn-status --readme {path}", file=sys.stderr); return 1
-        print(f"{path}: the status table is current"); return 0
-    if new != text: atomic_write(path, lambda f: f.write(new.encode()))      # a kill mid-write leaves the old README whole
-    print(f"{path}: status table written ({table.count(chr(10)) - 1} rows)"); return 0
+        if new != text:
+            print(f"{path}: the status table is out of date; run causal-rn-status --readme {path}", file=sys.stderr)
+            return 1
+        print(f"{path}: the status table is current")
+        return 0
+    if new != text:
+        atomic_write(path, lambda f: f.write(new.encode()))  # a kill mid-write leaves the old README whole
+    print(f"{path}: status table written ({table.count(chr(10)) - 1} rows)")
+    return 0

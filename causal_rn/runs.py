@@ -20,19 +20,25 @@ __all__ = ['TEMPORARY', 'CHECKPOINT_FORMAT', 'CHECKPOINT_MAGIC', 'CHECKPOINT_FIE
 # %% ../nbs/10_runs.ipynb #a10e0007
 _writes_in_progress = 0
 
+
 @contextmanager
 def writing():
     "Mark a block as a write that must not be interrupted halfway (see `writes_in_progress`)."
     global _writes_in_progress
     _writes_in_progress += 1
-    try: yield
-    finally: _writes_in_progress -= 1
+    try:
+        yield
+    finally:
+        _writes_in_progress -= 1
+
 
 def writes_in_progress() -> bool:
     "Whether some `atomic_write` is between opening its temporary file and renaming it."
     return _writes_in_progress > 0
 
+
 TEMPORARY = ".tmp"
+
 
 def atomic_write(path: str | Path, write) -> Path:
     "Call `write(file)` on a temporary binary file next to `path`, fsync it, and rename it over `path`."
@@ -43,34 +49,49 @@ def atomic_write(path: str | Path, write) -> Path:
         try:
             with open(tmp, "wb") as f:
                 write(f)
-                f.flush(); os.fsync(f.fileno())
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
             _fsync_folder(path.parent)
         finally:
-            if tmp.exists(): tmp.unlink()
+            if tmp.exists():
+                tmp.unlink()
     return path
+
 
 def _fsync_folder(folder: Path):
     "Make a rename in `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."
-    try: fd = os.open(folder, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
 
 def write_text(path: str | Path, text: str) -> Path:
     "Atomically write a text file (UTF-8)."
     return atomic_write(path, lambda f: f.write(text.encode()))
 
+
 def write_json(path: str | Path, obj) -> Path:
     "Atomically write `obj` as indented JSON."
     return write_text(path, json.dumps(plain(obj), indent=1) + "\n")
 
+
 def plain(obj):
-    "`obj` with dataclasses as dicts and tuples as lists: the form JSON and checkpoints store, so stored and new configs compare equal."
-    if is_dataclass(obj) and not isinstance(obj, type): obj = asdict(obj)
-    if isinstance(obj, dict): return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [plain(v) for v in obj]
+    """`obj` with dataclasses as dicts and tuples as lists: the form JSON and checkpoints store, so stored and new
+    configs compare equal."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        obj = asdict(obj)
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
     return obj
 
 # %% ../nbs/10_runs.ipynb #a10e0010
@@ -79,22 +100,27 @@ def write_metrics(path: str | Path, rows: list[dict]) -> Path:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    if rows: writer.writeheader()
+    if rows:
+        writer.writeheader()
     writer.writerows(rows)
     return write_text(path, buf.getvalue())
 
+
 def read_metrics(path: str | Path) -> dict[str, list[float]]:
     "A metrics file as columns of floats; an empty cell (not logged that iteration) is NaN."
-    with open(path, newline="") as f: rows = list(csv.DictReader(f))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]} if rows else {}
 
 # %% ../nbs/10_runs.ipynb #a10e0013
-CHECKPOINT_FORMAT = 2                       # 1: a plain torch.save dict (causal_rn 0.1), 2: header + SHA-256
+CHECKPOINT_FORMAT = 2  # 1: a plain torch.save dict (causal_rn 0.1), 2: header + SHA-256
 CHECKPOINT_MAGIC = b"causal_rn checkpoint\n"
 CHECKPOINT_FIELDS = ("format", "iteration", "model", "optimizer")
 
+
 class CheckpointError(ValueError):
     "A file that is not a readable, intact causal_rn checkpoint; the message names the file and why."
+
 
 def checkpoint_bytes(payload: dict) -> bytes:
     "The bytes of a checkpoint file: magic line, SHA-256 line, then `torch.save(payload)`."
@@ -103,124 +129,184 @@ def checkpoint_bytes(payload: dict) -> bytes:
     body = buf.getvalue()
     return CHECKPOINT_MAGIC + b"sha256 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
+
 def _what_it_is(head: bytes) -> str:
-    if head.startswith(b"PK"): return "a zip archive (a plain torch.save file, or a checkpoint of causal_rn 0.1)"
-    if head.startswith(b"\x1f\x8b"): return "gzip-compressed data"
-    if head.startswith(b"\x80"): return "a raw pickle"
-    if head[:64].isascii(): return f"text starting {head[:40]!r}"
+    if head.startswith(b"PK"):
+        return "a zip archive (a plain torch.save file, or a checkpoint of causal_rn 0.1)"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip-compressed data"
+    if head.startswith(b"\x80"):
+        return "a raw pickle"
+    if head[:64].isascii():
+        return f"text starting {head[:40]!r}"
     return "not a causal_rn checkpoint"
 
+
 def read_checkpoint(path: str | Path) -> dict:
-    "The payload of the checkpoint file `path`, after checking its header and SHA-256; `CheckpointError` if anything is wrong."
+    """The payload of the checkpoint file `path`, after checking its header and SHA-256; `CheckpointError` if anything
+    is wrong."""
     path = Path(path)
     data = path.read_bytes()
-    if not data: raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never happened")
+    if not data:
+        raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never happened")
     if not data.startswith(CHECKPOINT_MAGIC):
         raise CheckpointError(f"{path} is not a causal_rn checkpoint: it is {_what_it_is(data)}")
     header_end = data.find(b"\n", len(CHECKPOINT_MAGIC))
-    header = data[len(CHECKPOINT_MAGIC):header_end]
+    header = data[len(CHECKPOINT_MAGIC) : header_end]
     if header_end < 0 or not header.startswith(b"sha256 ") or len(header) != 7 + 64:
         raise CheckpointError(f"{path} is damaged: its header is cut off or altered ({len(data)} bytes)")
-    body = data[header_end + 1:]
+    body = data[header_end + 1 :]
     if hashlib.sha256(body).hexdigest().encode() != header[7:]:
-        raise CheckpointError(f"{path} is damaged: its SHA-256 does not match its contents ({len(data)} bytes; "
-                              "truncated, or altered on disk)")
-    try: payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
-    except Exception as e: raise CheckpointError(f"{path} passed its SHA-256 check but cannot be read: {e}") from e
+        raise CheckpointError(
+            f"{path} is damaged: its SHA-256 does not match its contents ({len(data)} bytes; "
+            "truncated, or altered on disk)"
+        )
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} passed its SHA-256 check but cannot be read: {e}") from e
     if not isinstance(payload, dict) or not all(k in payload for k in CHECKPOINT_FIELDS):
-        got = f"a dict with fields {sorted(payload)[:8]}" if isinstance(payload, dict) else f"a {type(payload).__name__}"
-        raise CheckpointError(f"{path} is not a causal_rn checkpoint: it holds {got}, not the fields {CHECKPOINT_FIELDS}")
+        got = (
+            f"a dict with fields {sorted(payload)[:8]}" if isinstance(payload, dict) else f"a {type(payload).__name__}"
+        )
+        raise CheckpointError(
+            f"{path} is not a causal_rn checkpoint: it holds {got}, not the fields {CHECKPOINT_FIELDS}"
+        )
     if payload["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {payload['format']!r}, this version of causal_rn reads "
-                              f"{CHECKPOINT_FORMAT}")
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format']!r}, this version of causal_rn reads {CHECKPOINT_FORMAT}"
+        )
     return payload
 
 # %% ../nbs/10_runs.ipynb #a10e0017
 class RunDirectoryInUse(RuntimeError):
     "Another live process holds the run directory's lock."
 
+
 class RunLock:
     "An exclusive lock on a run directory (`.lock`), naming its holder; usable as a context manager."
+
     def __init__(self, folder: str | Path):
         self.path, self.fd, self.took_over = Path(folder) / ".lock", None, None
 
     def acquire(self) -> RunLock:
         import fcntl
+
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _holder(fd); os.close(fd)
-                raise RunDirectoryInUse(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to finish, "
-                                        f"stop it (kill {holder.get('pid', 'PID')}), or use another output folder") from None
-            try: same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError: same = False
-            if same: break
-            os.close(fd)                                 # the holder removed the file we had opened: try again
-        self.fd, self.took_over = fd, _holder(fd) or None     # a holder recorded but not holding: it died
-        os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), started=_now(),
-                                     command=" ".join(sys.argv)[:300])).encode())
+                holder = _holder(fd)
+                os.close(fd)
+                raise RunDirectoryInUse(
+                    f"{self.path.parent} is in use by {_describe(holder)}; wait for it to finish, "
+                    f"stop it (kill {holder.get('pid', 'PID')}), or use another output folder"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed the file we had opened: try again
+        self.fd, self.took_over = fd, _holder(fd) or None  # a holder recorded but not holding: it died
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(
+            fd,
+            json.dumps(
+                dict(pid=os.getpid(), host=socket.gethostname(), started=_now(), command=" ".join(sys.argv)[:300])
+            ).encode(),
+        )
         return self
 
     def release(self):
-        if self.fd is None: return
-        try: self.path.unlink(missing_ok=True)
-        finally: os.close(self.fd); self.fd = None       # closing releases the flock
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+            self.fd = None  # closing releases the flock
 
-    def __enter__(self): return self.acquire()
-    def __exit__(self, *exc): self.release()
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
 
 # %% ../nbs/10_runs.ipynb #a10e0030
 def _holder(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         return json.loads(os.read(fd, 4096).decode() or "{}")
-    except (OSError, ValueError): return {}
+    except (OSError, ValueError):
+        return {}
+
 
 def _describe(holder: dict) -> str:
-    if not holder: return "another process"
-    return (f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}: "
-            f"{holder.get('command') or 'no command recorded'})")
+    if not holder:
+        return "another process"
+    return (
+        f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}: "
+        f"{holder.get('command') or 'no command recorded'})"
+    )
 
-def _now() -> str: return datetime.datetime.now().isoformat(timespec="seconds")
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
 
 # %% ../nbs/10_runs.ipynb #a10e0021
 RUN_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "metrics.csv", "summary.json", ".lock")
 
+
 def check_run_path(path) -> Path:
     "`path` as a Path if it can be a run directory; a ValueError naming the problem otherwise."
-    if not isinstance(path, (str, os.PathLike)): raise TypeError(f"a run directory must be a path, got {type(path).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"a run directory must be a path, got {type(path).__name__}")
     text = os.fspath(path)
-    if not text.strip(): raise ValueError("the run directory's name is empty; give a folder, e.g. --out runs/my-run")
+    if not text.strip():
+        raise ValueError("the run directory's name is empty; give a folder, e.g. --out runs/my-run")
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ValueError(f"the run directory's name {text!r} contains control characters (a newline, a tab, ...)")
     path = Path(text)
-    if path.exists() and not path.is_dir(): raise ValueError(f"{path} exists and is not a folder; a run directory is a folder")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder; a run directory is a folder")
     for name in RUN_FILES:
         f = path / name
         if os.path.lexists(f) and not (f.exists() and stat.S_ISREG(f.stat().st_mode)):
-            raise ValueError(f"{f} exists and is not a regular file (a FIFO, device, folder or broken link); "
-                             "move it away or use another output folder")
+            raise ValueError(
+                f"{f} exists and is not a regular file (a FIFO, device, folder or broken link); "
+                "move it away or use another output folder"
+            )
     return path
 
+
 def _check_writable(folder: Path):
-    try: folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise ValueError(f"cannot create the run directory {folder}: {e.strerror}") from None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the run directory {folder}: {e.strerror}") from None
     probe = folder / f".write-probe{TEMPORARY}{os.getpid()}"
-    try: probe.write_bytes(b""); probe.unlink()
-    except OSError as e: raise ValueError(f"cannot write in the run directory {folder}: {e.strerror}") from None
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write in the run directory {folder}: {e.strerror}") from None
 
 # %% ../nbs/10_runs.ipynb #a10e0031
 class RunDir:
     "A run's folder: `checkpoint.pt` (+ the previous one), `metrics.csv`, `summary.json`; locked while used in `with`."
+
     def __init__(self, path: str | Path):
         self.path = check_run_path(path)
         self.checkpoint, self.previous = self.path / "checkpoint.pt", self.path / "checkpoint.prev.pt"
         self.metrics, self.summary = self.path / "metrics.csv", self.path / "summary.json"
         self._lock = None
 
-    def __repr__(self): return f"RunDir({str(self.path)!r})"
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
 
     def check(self) -> RunDir:
         "Create the folder if it is missing and make sure files can be written in it (before any work starts)."
@@ -244,41 +330,56 @@ class RunDir:
     def remove_temporaries(self) -> list[str]:
         "Delete the temporary files of writers that were killed before renaming them; their names."
         gone = [p for p in self.path.iterdir() if p.name.startswith(".") and TEMPORARY in p.name and p.is_file()]
-        for p in gone: p.unlink()
+        for p in gone:
+            p.unlink()
         return [p.name for p in gone]
 
-    def finished(self) -> bool: return self.summary.exists()
+    def finished(self) -> bool:
+        return self.summary.exists()
 
     def read_summary(self) -> dict:
-        try: return json.loads(self.summary.read_text())
+        try:
+            return json.loads(self.summary.read_text())
         except (OSError, ValueError) as e:
             raise ValueError(f"{self.summary} cannot be read ({e}); move it away to train the run again") from None
 
-    def write_summary(self, summary: dict): write_json(self.summary, summary)
+    def write_summary(self, summary: dict):
+        write_json(self.summary, summary)
 
-    def write_metrics(self, rows: list[dict]): write_metrics(self.metrics, rows)
+    def write_metrics(self, rows: list[dict]):
+        write_metrics(self.metrics, rows)
 
     def save_checkpoint(self, payload: dict):
         "Write `payload` as the newest checkpoint (atomically), keeping the one it replaces as `checkpoint.prev.pt`."
         data = checkpoint_bytes(payload)
         with writing():
-            if self.checkpoint.exists(): os.replace(self.checkpoint, self.previous)
+            if self.checkpoint.exists():
+                os.replace(self.checkpoint, self.previous)
             atomic_write(self.checkpoint, lambda f: f.write(data))
 
     def load_checkpoint(self, log=print, read_only: bool = False) -> dict | None:
-        "The newest intact checkpoint's payload (None if there is none); a damaged newest one is moved aside (unless `read_only`)."
+        """The newest intact checkpoint's payload (None if there is none); a damaged newest one is moved aside (unless
+        `read_only`)."""
         if not self.checkpoint.exists():
-            if not self.previous.exists(): return None
+            if not self.previous.exists():
+                return None
             log(f"{self.checkpoint} is missing (a writer was stopped between two renames); using {self.previous.name}")
             return read_checkpoint(self.previous)
-        try: return read_checkpoint(self.checkpoint)
+        try:
+            return read_checkpoint(self.checkpoint)
         except CheckpointError as newest:
-            if not self.previous.exists(): raise
-            try: payload = read_checkpoint(self.previous)
-            except CheckpointError as older: raise CheckpointError(f"{newest}; and the previous one: {older}") from None
-            if not read_only: os.replace(self.checkpoint, self.path / "checkpoint.damaged.pt")
-            log(f"{newest}; {'' if read_only else 'moved it to checkpoint.damaged.pt and '}resuming from "
-                f"{self.previous.name} (iteration {payload['iteration']})")
+            if not self.previous.exists():
+                raise
+            try:
+                payload = read_checkpoint(self.previous)
+            except CheckpointError as older:
+                raise CheckpointError(f"{newest}; and the previous one: {older}") from None
+            if not read_only:
+                os.replace(self.checkpoint, self.path / "checkpoint.damaged.pt")
+            log(
+                f"{newest}; {'' if read_only else 'moved it to checkpoint.damaged.pt and '}resuming from "
+                f"{self.previous.name} (iteration {payload['iteration']})"
+            )
             return payload
 
 # %% ../nbs/10_runs.ipynb #a10e0025
@@ -287,23 +388,32 @@ def machine(device: str = "cpu") -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): cpu = line.split(":", 1)[1].strip(); break
-    except OSError: pass
-    name = (f"cuda: {torch.cuda.get_device_name()}" if str(device).startswith("cuda") else
-            f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = (
+        f"cuda: {torch.cuda.get_device_name()}"
+        if str(device).startswith("cuda")
+        else f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    )
     return dict(device=name, torch=torch.__version__, python=platform.python_version(), date=_now())
+
 
 def load_run(path: str | Path) -> tuple[dict, dict[str, list[float]]]:
     "A finished run's summary and its metrics as columns of floats (a value not logged at an iteration is NaN)."
     run = RunDir(path)
-    if not run.finished(): raise FileNotFoundError(f"{run.path}: no summary.json; run the experiment's slow cell first")
+    if not run.finished():
+        raise FileNotFoundError(f"{run.path}: no summary.json; run the experiment's slow cell first")
     return run.read_summary(), (read_metrics(run.metrics) if run.metrics.exists() else {})
 
 # %% ../nbs/10_runs.ipynb #a10e0028
 def check_new_file(path: str | Path, overwrite: bool = False, option: str = "--overwrite") -> Path:
     "`path` if a result may be written there: refuses to replace an existing file unless `overwrite`."
     path = Path(path)
-    if path.exists() and not path.is_file(): raise ValueError(f"{path} exists and is not a regular file")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} exists and is not a regular file")
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists; pass {option} to replace it, or write elsewhere")
     return path

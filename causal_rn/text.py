@@ -19,12 +19,18 @@ __all__ = ['WIKITEXT_FILES', 'WIKITEXT_URL', 'ByteTokenizer', 'wikitext103_path'
 # %% ../nbs/17_text.ipynb #b044def4
 class ByteTokenizer:
     "Text <-> UTF-8 byte ids (vocabulary 256); `decode(encode(s)) == s` for every string `s`."
+
     vocab_size = 256
 
     def encode(self, text: str) -> Tensor:
         "A 1-D `torch.long` tensor of the UTF-8 bytes of `text`."
-        if not isinstance(text, str): raise TypeError(f"encode takes a str, got {type(text).__name__}")
-        return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long() if text else torch.zeros(0, dtype=torch.long)
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        return (
+            torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long()
+            if text
+            else torch.zeros(0, dtype=torch.long)
+        )
 
     def decode(self, ids) -> str:
         "The text of byte ids (a 1-D tensor or a list of ints); invalid UTF-8 becomes U+FFFD."
@@ -34,11 +40,15 @@ class ByteTokenizer:
 def _byte_ids(ids) -> Tensor:
     "`ids` as a 1-D long tensor of values 0-255 (empty for an empty list); an error saying what is wrong otherwise."
     if isinstance(ids, (str, bytes)):
-        raise TypeError(f"decode takes byte ids (a 1-D tensor or a list of ints), got {type(ids).__name__}"
-                        + ("; for bytes use b.decode('utf-8')" if isinstance(ids, bytes) else ""))
-    if isinstance(ids, (list, tuple)) and not ids: return torch.zeros(0, dtype=torch.long)
+        raise TypeError(
+            f"decode takes byte ids (a 1-D tensor or a list of ints), got {type(ids).__name__}"
+            + ("; for bytes use b.decode('utf-8')" if isinstance(ids, bytes) else "")
+        )
+    if isinstance(ids, (list, tuple)) and not ids:
+        return torch.zeros(0, dtype=torch.long)
     ids = torch.as_tensor(ids)
-    if ids.dim() != 1: raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}; decode rows one at a time")
+    if ids.dim() != 1:
+        raise ValueError(f"decode takes a 1-D sequence of ids, got shape {tuple(ids.shape)}; decode rows one at a time")
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
         raise TypeError(f"token ids must be integers, got {ids.dtype}")
     ids = ids.long()
@@ -51,77 +61,120 @@ WIKITEXT_FILES = {"train": "wiki.train.raw", "valid": "wiki.valid.raw", "test": 
 WIKITEXT_URL = "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip"
 _TITLE = re.compile(r"^ = [^=].* = $", re.MULTILINE)
 
+
 def wikitext103_path(root: str | Path, split: str = "train") -> Path:
     "Where `split` of WikiText-103 (raw) lies under `root` (the `wikitext-103-raw` folder or its parent)."
     one_of("split", split, WIKITEXT_FILES)
-    if not isinstance(root, (str, os.PathLike)): raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
     root = Path(root).expanduser()
     if root.is_file():
-        raise ValueError(f"{root} is a file, not a folder: pass the folder that holds {WIKITEXT_FILES[split]} "
-                         "(wikitext-103-raw/ or its parent)")
+        raise ValueError(
+            f"{root} is a file, not a folder: pass the folder that holds {WIKITEXT_FILES[split]} "
+            "(wikitext-103-raw/ or its parent)"
+        )
     for folder in (root, root / "wikitext-103-raw"):
         path = folder / WIKITEXT_FILES[split]
-        if path.is_file(): return path
-        if path.exists(): raise ValueError(f"{path} is a folder (or another non-file), not the {split} split's text file; "
-                                           f"remove it and unzip {WIKITEXT_URL} there")
+        if path.is_file():
+            return path
+        if path.exists():
+            raise ValueError(
+                f"{path} is a folder (or another non-file), not the {split} split's text file; "
+                f"remove it and unzip {WIKITEXT_URL} there"
+            )
     raise FileNotFoundError(
         f"WikiText-103 {split} split not found: looked for {root / WIKITEXT_FILES[split]} and "
         f"{root / 'wikitext-103-raw' / WIKITEXT_FILES[split]}. Download {WIKITEXT_URL}, unzip it into {root}, "
-        "and pass that folder (no network is used by this loader)")
+        "and pass that folder (no network is used by this loader)"
+    )
+
 
 def load_wikitext103(root: str | Path, split: str = "train", max_chars: int | None = None) -> str:
-    "The text of a WikiText-103 (raw) split, checked to be UTF-8 in the raw files' format; at most `max_chars` characters."
-    if max_chars is not None: positive_int("max_chars", max_chars, minimum=0)
+    """The text of a WikiText-103 (raw) split, checked to be UTF-8 in the raw files' format; at most `max_chars`
+    characters."""
+    if max_chars is not None:
+        positive_int("max_chars", max_chars, minimum=0)
     path = wikitext103_path(root, split)
-    try: data = path.read_bytes()
+    try:
+        data = path.read_bytes()
     except OSError as e:
-        raise ValueError(f"{path} is there but cannot be read ({type(e).__name__}: {e.strerror or e}); check the file's "
-                         "permissions and owner (e.g. chmod u+r), it is not a damaged download") from None
-    try: text = data.decode("utf-8")
+        raise ValueError(
+            f"{path} is there but cannot be read ({type(e).__name__}: {e.strerror or e}); check the file's "
+            "permissions and owner (e.g. chmod u+r), it is not a damaged download"
+        ) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); the raw WikiText-103 files are "
-                         f"UTF-8: the file is damaged or is another dataset, download {WIKITEXT_URL} again") from None
-    if not text.strip(): raise ValueError(f"{path} is empty; download {WIKITEXT_URL} again")
+        raise ValueError(
+            f"{path} is not UTF-8 text (bad byte at offset {e.start}); the raw WikiText-103 files are "
+            f"UTF-8: the file is damaged or is another dataset, download {WIKITEXT_URL} again"
+        ) from None
+    if not text.strip():
+        raise ValueError(f"{path} is empty; download {WIKITEXT_URL} again")
     if not _TITLE.search(text[:1_000_000]):
-        raise ValueError(f"{path} does not look like WikiText-103 raw text: no article title line ' = Title = ' in its "
-                         "first million characters. Pass the folder of the *raw* variant (wiki.*.raw), not the tokens variant")
+        raise ValueError(
+            f"{path} does not look like WikiText-103 raw text: no article title line ' = Title = ' in its "
+            "first million characters. Pass the folder of the *raw* variant (wiki.*.raw), not the tokens variant"
+        )
     return text if max_chars is None else text[:max_chars]
 
 # %% ../nbs/17_text.ipynb #3830f94c
 def python_reference_corpus() -> str:
-    "The English text of CPython's `pydoc_data.topics` (the Language Reference sections `help()` shows), topics in sorted order."
+    """The English text of CPython's `pydoc_data.topics` (the Language Reference sections `help()` shows), topics in
+    sorted order."""
     from pydoc_data.topics import topics
+
     return "\n\n".join(topics[name].strip("\n") for name in sorted(topics)) + "\n"
 
 # %% ../nbs/17_text.ipynb #30a388cc
-def encode_splits(text: str, valid_fraction: float = 0.1, tokenizer: ByteTokenizer | None = None) -> tuple[Tensor, Tensor]:
+def encode_splits(
+    text: str, valid_fraction: float = 0.1, tokenizer: ByteTokenizer | None = None
+) -> tuple[Tensor, Tensor]:
     "Byte ids of `text`, split into (train, valid); the last `valid_fraction` is the validation part."
     if not 0 < finite_float("valid_fraction", valid_fraction) < 1:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction!r}")
-    ids = (tokenizer or ByteTokenizer()).encode(text).to(torch.uint8)     # one byte each: 465 kB, not 3.7 MB
+    ids = (tokenizer or ByteTokenizer()).encode(text).to(torch.uint8)  # one byte each: 465 kB, not 3.7 MB
     cut = int(len(ids) * (1 - valid_fraction))
     if not 0 < cut < len(ids):
-        raise ValueError(f"valid_fraction={valid_fraction} of {len(ids)} bytes leaves an empty training or validation "
-                         "split; use more text")
+        raise ValueError(
+            f"valid_fraction={valid_fraction} of {len(ids)} bytes leaves an empty training or validation "
+            "split; use more text"
+        )
     return ids[:cut], ids[cut:]
 
 # %% ../nbs/17_text.ipynb #16a1c004
-def lm_batch(data: Tensor, batch_size: int, context: int, generator: torch.Generator | None = None,
-             device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+def lm_batch(
+    data: Tensor,
+    batch_size: int,
+    context: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Tensor, Tensor]:
     "`batch_size` random windows of `data`: inputs (B, context) and next-byte targets (B, context), both `torch.long`."
     _check_windows(data, batch_size, context, device)
     starts = torch.randint(0, len(data) - context, (batch_size,), generator=generator)
-    windows = torch.stack([data[s:s + context + 1] for s in starts.tolist()]).long()
+    windows = torch.stack([data[s : s + context + 1] for s in starts.tolist()]).long()
     return windows[:, :-1].to(device), windows[:, 1:].to(device)
 
 # %% ../nbs/17_text.ipynb #16a1c005
 def _check_windows(data, batch_size, context, device):
     "Check `lm_batch`'s arguments: an error naming the argument and what is wrong, or nothing."
-    if not torch.is_tensor(data) or data.dim() != 1 or data.is_floating_point() or data.is_complex() or data.dtype == torch.bool:
+    if (
+        not torch.is_tensor(data)
+        or data.dim() != 1
+        or data.is_floating_point()
+        or data.is_complex()
+        or data.dtype == torch.bool
+    ):
         got = f"{tuple(data.shape)} {data.dtype}" if torch.is_tensor(data) else type(data).__name__
         raise ValueError(f"data must be a 1-D integer tensor of token ids, got {got}")
-    for name, v in (("batch_size", batch_size), ("context", context)): positive_int(name, v)
-    try: torch.device(device)
-    except (RuntimeError, TypeError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    for name, v in (("batch_size", batch_size), ("context", context)):
+        positive_int(name, v)
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     if len(data) < context + 1:
-        raise ValueError(f"data has {len(data)} tokens, fewer than context + 1 = {context + 1}; use a shorter context or more text")
+        raise ValueError(
+            f"data has {len(data)} tokens, fewer than context + 1 = {context + 1}; use a shorter context or more text"
+        )

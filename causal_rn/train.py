@@ -16,7 +16,15 @@ from tqdm.auto import tqdm
 
 from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
 from .model import ModelConfig, build_model, count_params
-from .runs import CheckpointError, CHECKPOINT_FORMAT, RunDir, machine, plain, read_checkpoint, writes_in_progress
+from causal_rn.runs import (
+    CheckpointError,
+    CHECKPOINT_FORMAT,
+    RunDir,
+    machine,
+    plain,
+    read_checkpoint,
+    writes_in_progress,
+)
 
 # %% auto #0
 __all__ = ['IDENTITY', 'TARGET', 'FREE', 'OPTIM_FIELDS', 'role', 'OptimConfig', 'TrainConfig', 'learning_rate', 'Task', 'Preset',
@@ -27,138 +35,209 @@ __all__ = ['IDENTITY', 'TARGET', 'FREE', 'OPTIM_FIELDS', 'role', 'OptimConfig', 
 # %% ../nbs/11_training.ipynb #56dd793c
 IDENTITY, TARGET, FREE = "identity", "target", "free"
 
+
 def role(default, kind: str):
     "A dataclass field with a default and a role: IDENTITY, TARGET or FREE (see above)."
     return field(default=default, metadata=dict(role=kind))
 
+
 @dataclass(frozen=True)
 class OptimConfig:
     "AdamW with linear warm-up, then a constant rate or a cosine decay; gradient clipping."
-    lr: float = 5e-4                 # peak learning rate
-    warmup: int = 50                 # linear warm-up iterations
-    schedule: str = "constant"       # after warm-up: "constant" or "cosine" (down to min_lr at the last iteration)
-    min_lr: float = 0.0              # the cosine schedule's final learning rate
-    weight_decay: float = 0.0        # AdamW's decoupled weight decay; 0 is plain Adam, as in the paper
-    betas: tuple = (0.9, 0.999)      # Adam's moment decay rates
-    grad_clip: float = 1.0           # maximum gradient norm; 0 turns clipping off
+
+    lr: float = 5e-4  # peak learning rate
+    warmup: int = 50  # linear warm-up iterations
+    schedule: str = "constant"  # after warm-up: "constant" or "cosine" (down to min_lr at the last iteration)
+    min_lr: float = 0.0  # the cosine schedule's final learning rate
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay; 0 is plain Adam, as in the paper
+    betas: tuple = (0.9, 0.999)  # Adam's moment decay rates
+    grad_clip: float = 1.0  # maximum gradient norm; 0 turns clipping off
 
     def __post_init__(self):
-        finite_float("lr", self.lr, 0, above=True); positive_int("warmup", self.warmup, 0)
-        one_of("schedule", self.schedule, ("constant", "cosine")); finite_float("min_lr", self.min_lr, 0, self.lr)
-        finite_float("weight_decay", self.weight_decay, 0); finite_float("grad_clip", self.grad_clip, 0)
+        finite_float("lr", self.lr, 0, above=True)
+        positive_int("warmup", self.warmup, 0)
+        one_of("schedule", self.schedule, ("constant", "cosine"))
+        finite_float("min_lr", self.min_lr, 0, self.lr)
+        finite_float("weight_decay", self.weight_decay, 0)
+        finite_float("grad_clip", self.grad_clip, 0)
         if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for b in self.betas: finite_float("betas", b, 0, 1 - 1e-12)
+        for b in self.betas:
+            finite_float("betas", b, 0, 1 - 1e-12)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     "How the loop runs, whatever the task."
-    iterations: int = role(1000, TARGET)         # optimizer steps to train for (a finished run can be extended)
-    seed: int = 0                                # model initialisation and data order
+
+    iterations: int = role(1000, TARGET)  # optimizer steps to train for (a finished run can be extended)
+    seed: int = 0  # model initialisation and data order
     optim: OptimConfig = OptimConfig()
-    eval_every: int = role(0, TARGET)            # iterations between evaluations during training (0: none)
-    checkpoint_every: int = role(100, FREE)      # iterations between checkpoints
-    device: str = role("auto", FREE)             # "auto" (cuda if available), "cpu" or "cuda"
-    amp: bool | None = role(None, FREE)          # bf16 autocast; None: on for CUDA, off on the CPU
-    compile: bool = role(False, FREE)            # torch.compile the model (for GPUs)
-    dist_timeout: int = role(600, FREE)          # seconds to wait for the other processes under torchrun
+    eval_every: int = role(0, TARGET)  # iterations between evaluations during training (0: none)
+    checkpoint_every: int = role(100, FREE)  # iterations between checkpoints
+    device: str = role("auto", FREE)  # "auto" (cuda if available), "cpu" or "cuda"
+    amp: bool | None = role(None, FREE)  # bf16 autocast; None: on for CUDA, off on the CPU
+    compile: bool = role(False, FREE)  # torch.compile the model (for GPUs)
+    dist_timeout: int = role(600, FREE)  # seconds to wait for the other processes under torchrun
 
     def __post_init__(self):
-        positive_int("iterations", self.iterations); positive_int("seed", self.seed, 0)
-        if isinstance(self.optim, dict): object.__setattr__(self, "optim", OptimConfig(**self.optim))
-        if not isinstance(self.optim, OptimConfig): raise TypeError(f"optim must be an OptimConfig, got {self.optim!r}")
-        positive_int("eval_every", self.eval_every, 0); positive_int("checkpoint_every", self.checkpoint_every)
+        positive_int("iterations", self.iterations)
+        positive_int("seed", self.seed, 0)
+        if isinstance(self.optim, dict):
+            object.__setattr__(self, "optim", OptimConfig(**self.optim))
+        if not isinstance(self.optim, OptimConfig):
+            raise TypeError(f"optim must be an OptimConfig, got {self.optim!r}")
+        positive_int("eval_every", self.eval_every, 0)
+        positive_int("checkpoint_every", self.checkpoint_every)
         one_of("device", self.device, ("auto", "cpu", "cuda"))
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device='cuda' but no CUDA GPU is visible; use device='cpu' or 'auto'")
-        if self.amp is not None: real_bool("amp", self.amp)
-        real_bool("compile", self.compile); positive_int("dist_timeout", self.dist_timeout)
+        if self.amp is not None:
+            real_bool("amp", self.amp)
+        real_bool("compile", self.compile)
+        positive_int("dist_timeout", self.dist_timeout)
 
 # %% ../nbs/11_training.ipynb #c41e03b1
 def learning_rate(it: int, optim: OptimConfig, iterations: int) -> float:
     "Learning rate at iteration `it` (0-based) of a run of `iterations`."
-    if it < optim.warmup: return optim.lr * it / optim.warmup
-    if optim.schedule == "constant": return optim.lr
-    progress = (it - optim.warmup) / max(1, iterations - 1 - optim.warmup)      # min_lr at the last iteration, iterations - 1
+    if it < optim.warmup:
+        return optim.lr * it / optim.warmup
+    if optim.schedule == "constant":
+        return optim.lr
+    progress = (it - optim.warmup) / max(
+        1, iterations - 1 - optim.warmup
+    )  # min_lr at the last iteration, iterations - 1
     return optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 # %% ../nbs/11_training.ipynb #7f3b2a01
 class Task:
     "What an experiment supplies to `fit`; subclass it and fill in `batch`, `loss` and `summary`."
+
     name = "task"
-    def __init__(self, cfg): self.cfg = cfg
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
     @property
-    def batch_size(self) -> int: return self.cfg.batch_size
-    def model_fields(self) -> dict: return {}
-    def batch(self, generator: torch.Generator, device) -> tuple: raise NotImplementedError
-    def loss(self, output, y) -> tuple[torch.Tensor, dict]: raise NotImplementedError
-    def evaluate(self, model, device) -> dict: return {}
-    def summary(self, model, rows: list[dict], device) -> dict: return {}
-    def should_stop(self, metrics: dict, iteration: int) -> bool: return False
-    def state_dict(self) -> dict: return {}
-    def load_state_dict(self, state: dict): pass
+    def batch_size(self) -> int:
+        return self.cfg.batch_size
+
+    def model_fields(self) -> dict:
+        return {}
+
+    def batch(self, generator: torch.Generator, device) -> tuple:
+        raise NotImplementedError
+
+    def loss(self, output, y) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def evaluate(self, model, device) -> dict:
+        return {}
+
+    def summary(self, model, rows: list[dict], device) -> dict:
+        return {}
+
+    def should_stop(self, metrics: dict, iteration: int) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict):
+        pass
 
 # %% ../nbs/11_training.ipynb #4ab7c003
 @dataclass(frozen=True)
 class Preset:
     "Values for the model, the task and the loop (optimiser fields among the loop's); the rest stay at their defaults."
+
     model: dict = field(default_factory=dict)
     task: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
 
+
 OPTIM_FIELDS = tuple(f.name for f in fields(OptimConfig))
+
 
 def train_config(**values) -> TrainConfig:
     "A TrainConfig from flat values: optimiser fields (lr, warmup, ...) go into its `optim`."
     unknown = set(values) - set(OPTIM_FIELDS) - {f.name for f in fields(TrainConfig)}
-    if unknown: raise ValueError(f"unknown training options {sorted(unknown)}; the loop takes {[f.name for f in fields(TrainConfig)]} "
-                                 f"and the optimiser {list(OPTIM_FIELDS)}")
+    if unknown:
+        raise ValueError(
+            f"unknown training options {sorted(unknown)}; the loop takes {[f.name for f in fields(TrainConfig)]} "
+            f"and the optimiser {list(OPTIM_FIELDS)}"
+        )
     optim = {k: values.pop(k) for k in OPTIM_FIELDS if k in values}
-    if isinstance(values.get("optim"), OptimConfig): values["optim"] = replace(values["optim"], **optim)
-    else: values["optim"] = OptimConfig(**{**(values.get("optim") or {}), **optim})
+    if isinstance(values.get("optim"), OptimConfig):
+        values["optim"] = replace(values["optim"], **optim)
+    else:
+        values["optim"] = OptimConfig(**{**(values.get("optim") or {}), **optim})
     return TrainConfig(**values)
 
-def configure(task_cls, config_cls, presets: dict[str, Preset], kind: str, preset: str, model: dict | None = None,
-              task: dict | None = None, train: dict | None = None, **task_args):
-    "(ModelConfig, task, TrainConfig) of a run: `presets[preset]`, then the overrides, then the fields the task's data fixes."
+
+def configure(
+    task_cls,
+    config_cls,
+    presets: dict[str, Preset],
+    kind: str,
+    preset: str,
+    model: dict | None = None,
+    task: dict | None = None,
+    train: dict | None = None,
+    **task_args,
+):
+    """(ModelConfig, task, TrainConfig) of a run: `presets[preset]`, then the overrides, then the fields the task's data
+    fixes."""
     one_of("preset", preset, tuple(presets))
     p, task_fields = presets[preset], [f.name for f in fields(config_cls)]
     unknown = set(task or {}) - set(task_fields)
-    if unknown: raise ValueError(f"unknown {config_cls.__name__} fields {sorted(unknown)}; it has {task_fields}")
-    task = {**(task or {}), **{k: v for k, v in (train or {}).items() if k in task_fields}}     # task fields given flat
+    if unknown:
+        raise ValueError(f"unknown {config_cls.__name__} fields {sorted(unknown)}; it has {task_fields}")
+    task = {**(task or {}), **{k: v for k, v in (train or {}).items() if k in task_fields}}  # task fields given flat
     train = {k: v for k, v in (train or {}).items() if k not in task_fields}
     the_task = task_cls(config_cls(**{**p.task, **task}), **task_args)
     tcfg = train_config(**{**p.train, **(train or {})})
     fixed = the_task.model_fields()
     clash = sorted(set(model or {}) & set(fixed))
-    if clash: raise ValueError(f"the {the_task.name} task fixes the model's {clash}; set them through the task's options")
+    if clash:
+        raise ValueError(f"the {the_task.name} task fixes the model's {clash}; set them through the task's options")
     mcfg = ModelConfig(**{"kind": kind, **p.model, **(model or {}), **fixed}).resolved()
     return mcfg, the_task, tcfg
 
 # %% ../nbs/11_training.ipynb #987c5efe
 class RunInterrupted(KeyboardInterrupt):
     "A run stopped by a signal; `signum` is the signal (the commands exit with 128 + signum)."
+
     def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message); self.signum = int(signum)
+        super().__init__(message)
+        self.signum = int(signum)
+
 
 class StopRequests:
-    "Within `with StopRequests() as stop:`, the first SIGINT/SIGTERM sets `stop.signal`; a second raises `RunInterrupted` (after any write in progress)."
+    """Within `with StopRequests() as stop:`, the first SIGINT/SIGTERM sets `stop.signal`; a second raises
+    `RunInterrupted` (after any write in progress)."""
+
     SIGNALS = ("SIGINT", "SIGTERM")
+
     def __enter__(self):
         self.signal, self.signum, self.exit_now, self._previous = None, None, False, {}
         if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS: self._previous[name] = signal.signal(getattr(signal, name), self._handle)
+            for name in self.SIGNALS:
+                self._previous[name] = signal.signal(getattr(signal, name), self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.signal is None:
             self.signal, self.signum = signal.Signals(signum).name, signum
-        elif writes_in_progress(): self.exit_now = True                     # let the write finish; the loop exits after it
-        else: raise RunInterrupted(f"{signal.Signals(signum).name} received twice: stopped at once", signum)
+        elif writes_in_progress():
+            self.exit_now = True  # let the write finish; the loop exits after it
+        else:
+            raise RunInterrupted(f"{signal.Signals(signum).name} received twice: stopped at once", signum)
 
     def __exit__(self, *exc):
-        for name, handler in self._previous.items(): signal.signal(getattr(signal, name), handler)
+        for name, handler in self._previous.items():
+            signal.signal(getattr(signal, name), handler)
         return False
 
 # %% ../nbs/11_training.ipynb #7f3b2a04
@@ -166,31 +245,44 @@ def world() -> tuple[int, int]:
     "(rank, world size) of this process, from torchrun's environment; (0, 1) outside torchrun."
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
+
 def join_process_group(device: torch.device, timeout_s: int) -> tuple[int, int]:
     "Join torchrun's process group (NCCL on GPUs, gloo on CPUs), waiting at most `timeout_s` for the others."
     rank, size = world()
-    if size == 1: return rank, size
+    if size == 1:
+        return rank, size
     import torch.distributed as dist
+
     if not dist.is_initialized():
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        try: dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        try:
+            dist.init_process_group(
+                "nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s)
+            )
         except Exception as e:
-            raise RuntimeError(f"rank {rank} of {size}: gave up after {timeout_s} s waiting for the other {size - 1} "
-                               f"process(es) of this torchrun job at {where} ({type(e).__name__}); check that all of them "
-                               "were started (--nproc_per_node, --nnodes) and can reach that address") from None
+            raise RuntimeError(
+                f"rank {rank} of {size}: gave up after {timeout_s} s waiting for the other {size - 1} "
+                f"process(es) of this torchrun job at {where} ({type(e).__name__}); check that all of them "
+                "were started (--nproc_per_node, --nnodes) and can reach that address"
+            ) from None
     return dist.get_rank(), dist.get_world_size()
 
+
 def leave_process_group():
-    if torch.distributed.is_available() and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
 
 def pick_device(cfg: TrainConfig) -> torch.device:
     "The run's device: CUDA if asked (or 'auto' and available), this process's GPU under torchrun; else the CPU."
     kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     return torch.device(kind, int(os.environ.get("LOCAL_RANK", 0))) if kind == "cuda" else torch.device("cpu")
 
+
 def _all_mean(values: list[float], size: int, device) -> list[float]:
     "The mean over processes of each value (the values themselves in a single process)."
-    if size == 1: return values
+    if size == 1:
+        return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.all_reduce(t)
     return (t / size).tolist()
@@ -199,44 +291,78 @@ def _all_mean(values: list[float], size: int, device) -> list[float]:
 class RunMismatch(ValueError):
     "A run directory holds a run with another configuration than the one asked for."
 
+
 def _roles(obj, prefix: str) -> dict[str, str]:
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if is_dataclass(value): out.update(_roles(value, f"{prefix}{f.name}."))
-        else: out[prefix + f.name] = f.metadata.get("role", IDENTITY)
+        if is_dataclass(value):
+            out.update(_roles(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = f.metadata.get("role", IDENTITY)
     return out
 
+
 def _flat(d, prefix: str = "") -> dict:
-    if not isinstance(d, dict): return {prefix.rstrip("."): d}
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
     out = {}
-    for k, v in d.items(): out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
     return out
+
 
 def run_identity(model_cfg: ModelConfig, task: Task, cfg: TrainConfig) -> dict:
     "What a checkpoint and a summary record about a run's configuration."
     return dict(task=task.name, model_config=plain(model_cfg), task_config=plain(task.cfg), train_config=plain(cfg))
 
-def differences(stored: dict, model_cfg: ModelConfig, task: Task, cfg: TrainConfig) -> list[tuple[str, str, object, object]]:
-    "(field, role, stored value, asked value) for every field where `stored` (a summary or checkpoint) differs from the request."
-    roles = {"task": IDENTITY, **_roles(model_cfg, "model_config."), **_roles(task.cfg, "task_config."), **_roles(cfg, "train_config.")}
+
+def differences(
+    stored: dict, model_cfg: ModelConfig, task: Task, cfg: TrainConfig
+) -> list[tuple[str, str, object, object]]:
+    """(field, role, stored value, asked value) for every field where `stored` (a summary or checkpoint) differs from
+    the request."""
+    roles = {
+        "task": IDENTITY,
+        **_roles(model_cfg, "model_config."),
+        **_roles(task.cfg, "task_config."),
+        **_roles(cfg, "train_config."),
+    }
     now = _flat(run_identity(model_cfg, task, cfg))
     old = _flat({k: stored.get(k) for k in ("task", "model_config", "task_config", "train_config")})
-    return [(k, roles.get(k, IDENTITY), old.get(k, "(not recorded)"), v) for k, v in now.items()
-            if roles.get(k) != FREE and old.get(k, "(not recorded)") != v]
+    return [
+        (k, roles.get(k, IDENTITY), old.get(k, "(not recorded)"), v)
+        for k, v in now.items()
+        if roles.get(k) != FREE and old.get(k, "(not recorded)") != v
+    ]
+
 
 def describe_differences(diffs) -> str:
     return "; ".join(f"{k}: {old!r} stored, {new!r} asked" for k, _, old, new in diffs)
 
 # %% ../nbs/11_training.ipynb #8baef548
-def fit(model_cfg: ModelConfig, task: Task, cfg: TrainConfig, run_dir: str | Path | None = None, *, preset: str = "custom",
-        extend: bool = False, finished: str = "report", progress: bool = True, log=print) -> dict:
-    "Train `model_cfg` on `task` as `cfg` says; with `run_dir`, resume from, checkpoint to and summarise in it. The summary."
-    one_of("finished", finished, ("report", "strict")); real_bool("extend", extend)
+def fit(
+    model_cfg: ModelConfig,
+    task: Task,
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    preset: str = "custom",
+    extend: bool = False,
+    finished: str = "report",
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Train `model_cfg` on `task` as `cfg` says; with `run_dir`, resume from, checkpoint to and summarise in it. The
+    summary."""
+    one_of("finished", finished, ("report", "strict"))
+    real_bool("extend", extend)
     model_cfg = model_cfg.resolved()
     rank, size = world()
     if task.batch_size % size:
-        raise ValueError(f"batch_size={task.batch_size} is the global batch and must divide evenly over {size} processes")
+        raise ValueError(
+            f"batch_size={task.batch_size} is the global batch and must divide evenly over {size} processes"
+        )
     run = RunDir(run_dir) if run_dir is not None else None
     device = pick_device(cfg)
     rank, size = join_process_group(device, cfg.dist_timeout)
@@ -249,79 +375,129 @@ def fit(model_cfg: ModelConfig, task: Task, cfg: TrainConfig, run_dir: str | Pat
 # %% ../nbs/11_training.ipynb #4ab7c007
 class _Fit:
     "One run of the loop (see `fit`)."
+
     def __init__(self, model_cfg, task, cfg, run, device, rank, size, preset, log):
         self.model_cfg, self.task, self.cfg, self.run, self.device = model_cfg, task, cfg, run, device
         self.rank, self.size, self.preset, self.log = rank, size, preset, log
-        self.writes = run is not None and rank == 0                          # only rank 0 touches the files
+        self.writes = run is not None and rank == 0  # only rank 0 touches the files
         self.state = dict(elapsed=0.0, train_time=0.0, stopped_by_task=False, extended=[])
         self.rows, self.start, self.last_checkpoint = [], 0, None
 
     def execute(self, extend: bool, finished: str, progress: bool) -> dict:
         stored = self._finished_run(extend, finished)
-        if stored is not None: return stored
+        if stored is not None:
+            return stored
         self._build()
         self._resume()
-        if extend: self.state["stopped_by_task"] = False; self.state["extended"].append(self.extension)
-        if self.writes: self.run.write_metrics(self.rows)                  # drops rows past the checkpoint
+        if extend:
+            self.state["stopped_by_task"] = False
+            self.state["extended"].append(self.extension)
+        if self.writes:
+            self.run.write_metrics(self.rows)  # drops rows past the checkpoint
         with StopRequests() as self.stop:
             self._train(progress)
             return self._finish()
 
     def checkpoint(self, iteration: int):
-        if not self.writes: return                   # parameters are checked after every update, so this state is finite
-        self.run.save_checkpoint(dict(
-            format=CHECKPOINT_FORMAT, iteration=iteration, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-            generator=self.generator.get_state(), torch_rng=torch.get_rng_state(), metrics=self.rows, state=self.state,
-            task_state=self.task.state_dict(), **run_identity(self.model_cfg, self.task, self.cfg)))
+        if not self.writes:
+            return  # parameters are checked after every update, so this state is finite
+        self.run.save_checkpoint(
+            dict(
+                format=CHECKPOINT_FORMAT,
+                iteration=iteration,
+                model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                generator=self.generator.get_state(),
+                torch_rng=torch.get_rng_state(),
+                metrics=self.rows,
+                state=self.state,
+                task_state=self.task.state_dict(),
+                **run_identity(self.model_cfg, self.task, self.cfg),
+            )
+        )
         self.run.write_metrics(self.rows)
         self.last_checkpoint = iteration
-        if self.stop.exit_now: raise RunInterrupted(f"{self.stop.signal} received twice: stopped after writing the "
-                                                    f"checkpoint of iteration {iteration}", self.stop.signum)
+        if self.stop.exit_now:
+            raise RunInterrupted(
+                f"{self.stop.signal} received twice: stopped after writing the checkpoint of iteration {iteration}",
+                self.stop.signum,
+            )
 
     def non_finite(self, what: str):
-        where = (f"the last good checkpoint is {self.run.checkpoint} (iteration {self.last_checkpoint})"
-                 if self.last_checkpoint is not None else "no checkpoint was written before it")
-        raise FloatingPointError(f"{what}: training stopped, nothing non-finite was saved; {where}. Lower the learning "
-                                 "rate (or warm up longer), keep gradient clipping on, or use stable=True")
+        where = (
+            f"the last good checkpoint is {self.run.checkpoint} (iteration {self.last_checkpoint})"
+            if self.last_checkpoint is not None
+            else "no checkpoint was written before it"
+        )
+        raise FloatingPointError(
+            f"{what}: training stopped, nothing non-finite was saved; {where}. Lower the learning "
+            "rate (or warm up longer), keep gradient clipping on, or use stable=True"
+        )
 
 # %% ../nbs/11_training.ipynb #4ab7c011
 @patch_to(_Fit)
 def _finished_run(self: _Fit, extend, finished):
     "The stored summary if the run directory holds this finished run and it is to be reported; None to train."
     self.extension = None
-    if self.run is None or not self.run.finished(): return None
+    if self.run is None or not self.run.finished():
+        return None
     stored = self.run.read_summary()
     diffs = differences(stored, self.model_cfg, self.task, self.cfg)
     other = [d for d in diffs if d[1] == IDENTITY]
-    if other: raise RunMismatch(f"{self.run.path} holds a finished run of another configuration "
-                                f"({describe_differences(other)}); use another output folder")
+    if other:
+        raise RunMismatch(
+            f"{self.run.path} holds a finished run of another configuration "
+            f"({describe_differences(other)}); use another output folder"
+        )
     if not extend:
         if diffs and finished == "strict":
-            raise RunMismatch(f"{self.run.path} holds this run with another target ({describe_differences(diffs)}); "
-                              "extend it, or train it again (force)")
-        if finished == "report": self.log(f"{self.run.path} holds this run, finished; reporting it (nothing trained)" +
-                 (f". It differs in its target ({describe_differences(diffs)}): to train on to the new one, "
-                  "extend it (--extend)" if diffs else ""))
+            raise RunMismatch(
+                f"{self.run.path} holds this run with another target ({describe_differences(diffs)}); "
+                "extend it, or train it again (force)"
+            )
+        if finished == "report":
+            self.log(
+                f"{self.run.path} holds this run, finished; reporting it (nothing trained)"
+                + (
+                    f". It differs in its target ({describe_differences(diffs)}): to train on to the new one, "
+                    "extend it (--extend)"
+                    if diffs
+                    else ""
+                )
+            )
         return stored
     if self.cfg.optim.schedule == "cosine":
         raise ValueError("a cosine schedule was fitted to the run's length, so it cannot be extended; train a new run")
     if self.cfg.iterations <= stored["iterations"]:
-        raise ValueError(f"extending needs a target beyond the {stored['iterations']} iterations done, got iterations={self.cfg.iterations}")
-    self.extension = dict(date=machine()["date"], from_iterations=stored["iterations"], to_iterations=self.cfg.iterations,
-                          changed={k: [old, new] for k, _, old, new in diffs})
+        raise ValueError(
+            f"extending needs a target beyond the {stored['iterations']} iterations done, got "
+            f"iterations={self.cfg.iterations}"
+        )
+    self.extension = dict(
+        date=machine()["date"],
+        from_iterations=stored["iterations"],
+        to_iterations=self.cfg.iterations,
+        changed={k: [old, new] for k, _, old, new in diffs},
+    )
     return None
 
 # %% ../nbs/11_training.ipynb #4ab7c013
 @patch_to(_Fit)
 def _build(self: _Fit):
     "Seeded model, optimizer and data generator: the state of iteration 0."
-    random.seed(self.cfg.seed); torch.manual_seed(self.cfg.seed)
+    random.seed(self.cfg.seed)
+    torch.manual_seed(self.cfg.seed)
     self.model = build_model(self.model_cfg).to(self.device)
     o = self.cfg.optim
     self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     self.generator = torch.Generator().manual_seed(self.cfg.seed)
-    forward = self.model if self.size == 1 else torch.nn.parallel.DistributedDataParallel(
-        self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+    forward = (
+        self.model
+        if self.size == 1
+        else torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+        )
+    )
     self.forward = torch.compile(forward) if self.cfg.compile else forward
     self.amp = self.cfg.amp if self.cfg.amp is not None else self.device.type == "cuda"
 
@@ -329,12 +505,17 @@ def _build(self: _Fit):
 @patch_to(_Fit)
 def _resume(self: _Fit):
     payload = self.run.load_checkpoint(self.log, read_only=not self.writes) if self.run is not None else None
-    if payload is None: return
+    if payload is None:
+        return
     diffs = [d for d in differences(payload, self.model_cfg, self.task, self.cfg) if d[1] == IDENTITY]
-    if diffs: raise RunMismatch(f"{self.run.checkpoint} is from a different run ({describe_differences(diffs)}); "
-                                "use another output folder")
-    self.model.load_state_dict(payload["model"]); self.optimizer.load_state_dict(payload["optimizer"])
-    self.generator.set_state(payload["generator"]); torch.set_rng_state(payload["torch_rng"])
+    if diffs:
+        raise RunMismatch(
+            f"{self.run.checkpoint} is from a different run ({describe_differences(diffs)}); use another output folder"
+        )
+    self.model.load_state_dict(payload["model"])
+    self.optimizer.load_state_dict(payload["optimizer"])
+    self.generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
     self.task.load_state_dict(payload["task_state"])
     self.rows, self.state, self.start = payload["metrics"], payload["state"], payload["iteration"]
     self.last_checkpoint = self.start
@@ -347,37 +528,57 @@ def _resume(self: _Fit):
 def _step(self: _Fit, it: int) -> dict:
     "Iteration `it` (0-based): returns this iteration's metrics (averaged over processes)."
     lr = learning_rate(it, self.cfg.optim, self.cfg.iterations)
-    for group in self.optimizer.param_groups: group["lr"] = lr
-    x, y = self.task.batch(self.generator, self.device)                # the global batch, on every process
-    if self.size > 1: x, y = x.chunk(self.size)[self.rank], y.chunk(self.size)[self.rank]
+    for group in self.optimizer.param_groups:
+        group["lr"] = lr
+    x, y = self.task.batch(self.generator, self.device)  # the global batch, on every process
+    if self.size > 1:
+        x, y = x.chunk(self.size)[self.rank], y.chunk(self.size)[self.rank]
     bad = None
     try:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             output = self.forward(x)
         loss, metrics = self.task.loss(output, y)
-    except NonFiniteError as e: bad, loss, metrics = str(e), None, {}
+    except NonFiniteError as e:
+        bad, loss, metrics = str(e), None, {}
     names = list(metrics)
-    values = _all_mean([math.nan if loss is None else loss.item(), *metrics.values(),
-                        float(self.stop.signal is not None), float(bad is not None)], self.size, self.device)
+    values = _all_mean(
+        [
+            math.nan if loss is None else loss.item(),
+            *metrics.values(),
+            float(self.stop.signal is not None),
+            float(bad is not None),
+        ],
+        self.size,
+        self.device,
+    )
     mean_loss, stopping, any_bad = values[0], values[-2] > 0, values[-1] > 0
-    if any_bad: self.non_finite(f"the model produced non-finite values at iteration {it + 1} ({bad or 'in another process'})")
-    if not math.isfinite(mean_loss): self.non_finite(f"non-finite loss ({mean_loss}) at iteration {it + 1}")
+    if any_bad:
+        self.non_finite(f"the model produced non-finite values at iteration {it + 1} ({bad or 'in another process'})")
+    if not math.isfinite(mean_loss):
+        self.non_finite(f"non-finite loss ({mean_loss}) at iteration {it + 1}")
     self.optimizer.zero_grad(set_to_none=True)
-    try: loss.backward()
-    except NonFiniteError as e: self.non_finite(f"non-finite values in the backward pass of iteration {it + 1} ({e})")
-    if self.cfg.optim.grad_clip: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+    try:
+        loss.backward()
+    except NonFiniteError as e:
+        self.non_finite(f"non-finite values in the backward pass of iteration {it + 1} ({e})")
+    if self.cfg.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
     self.optimizer.step()
     if not all(bool(p.isfinite().all()) for p in self.model.parameters()):
         self.non_finite(f"parameters became non-finite in the update of iteration {it + 1}")
-    return dict(loss=mean_loss, **dict(zip(names, values[1:1 + len(names)])), lr=lr, stopping=stopping)
+    return dict(loss=mean_loss, **dict(zip(names, values[1 : 1 + len(names)])), lr=lr, stopping=stopping)
 
 # %% ../nbs/11_training.ipynb #4ab7c019
 @patch_to(_Fit)
 def _train(self: _Fit, progress: bool):
     cfg, state = self.cfg, self.state
     t_start = time.perf_counter() - state["elapsed"]
-    bar = tqdm(total=cfg.iterations, initial=self.start, disable=not progress or self.rank > 0,
-               desc=f"{self.model_cfg.kind} {self.task.name}")
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=self.start,
+        disable=not progress or self.rank > 0,
+        desc=f"{self.model_cfg.kind} {self.task.name}",
+    )
     self.model.train()
     it = self.start
     while not state["stopped_by_task"] and it < cfg.iterations:
@@ -391,38 +592,65 @@ def _train(self: _Fit, progress: bool):
         state["elapsed"] = time.perf_counter() - t_start
         self.rows.append({**row, "seconds": round(state["elapsed"], 3)})
         state["stopped_by_task"] = self.task.should_stop(m, it)
-        bar.update(1); bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("iteration", "lr")})
-        if it % cfg.checkpoint_every == 0: self.checkpoint(it)
-        if stopping:                                                    # every process stops at the same iteration
-            bar.close(); self.checkpoint(it)
-            raise RunInterrupted(f"{self.stop.signal or 'a signal to another process'}: stopped after iteration {it}" + (
-                f"; checkpoint and metrics written to {self.run.path}; run the same command again to resume"
-                if self.run is not None else ""), self.stop.signum or signal.SIGTERM)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("iteration", "lr")})
+        if it % cfg.checkpoint_every == 0:
+            self.checkpoint(it)
+        if stopping:  # every process stops at the same iteration
+            bar.close()
+            self.checkpoint(it)
+            raise RunInterrupted(
+                f"{self.stop.signal or 'a signal to another process'}: stopped after iteration {it}"
+                + (
+                    f"; checkpoint and metrics written to {self.run.path}; run the same command again to resume"
+                    if self.run is not None
+                    else ""
+                ),
+                self.stop.signum or signal.SIGTERM,
+            )
     bar.close()
     self.done = it
-    if self.last_checkpoint != it: self.checkpoint(it)
+    if self.last_checkpoint != it:
+        self.checkpoint(it)
 
 # %% ../nbs/11_training.ipynb #4ab7c021
 @patch_to(_Fit)
 def _finish(self: _Fit) -> dict:
     "The final evaluation and summary.json; a signal during the evaluation is reported after the summary is written."
     self.model.eval()
-    try: final = self.task.summary(self.model, self.rows, self.device)
+    try:
+        final = self.task.summary(self.model, self.rows, self.device)
     except RunInterrupted as e:
-        raise RunInterrupted(f"{e}: the final evaluation was cut short; the run is trained and checkpointed "
-                             f"(iteration {self.done}): run the same command again to evaluate it", e.signum) from None
-    finally: self.model.train()
-    summary = dict(kind=self.model_cfg.kind, preset=self.preset, seed=self.cfg.seed,
-                   **machine(self.device.type), params=count_params(self.model), world_size=self.size,
-                   iterations=self.done, wall_time_s=round(self.state["elapsed"], 1),
-                   train_time_s=round(self.state["train_time"], 1),
-                   final_loss=self.rows[-1]["loss"] if self.rows else None, **final,
-                   **({"extended": self.state["extended"]} if self.state["extended"] else {}),
-                   **run_identity(self.model_cfg, self.task, self.cfg))
-    if self.writes: self.run.write_summary(summary)
+        raise RunInterrupted(
+            f"{e}: the final evaluation was cut short; the run is trained and checkpointed "
+            f"(iteration {self.done}): run the same command again to evaluate it",
+            e.signum,
+        ) from None
+    finally:
+        self.model.train()
+    summary = dict(
+        kind=self.model_cfg.kind,
+        preset=self.preset,
+        seed=self.cfg.seed,
+        **machine(self.device.type),
+        params=count_params(self.model),
+        world_size=self.size,
+        iterations=self.done,
+        wall_time_s=round(self.state["elapsed"], 1),
+        train_time_s=round(self.state["train_time"], 1),
+        final_loss=self.rows[-1]["loss"] if self.rows else None,
+        **final,
+        **({"extended": self.state["extended"]} if self.state["extended"] else {}),
+        **run_identity(self.model_cfg, self.task, self.cfg),
+    )
+    if self.writes:
+        self.run.write_summary(summary)
     if self.stop.signal is not None:
-        raise RunInterrupted(f"{self.stop.signal} during the final evaluation: the evaluation finished and the run's summary "
-                             f"is written{' to ' + str(self.run.summary) if self.writes else ''}", self.stop.signum)
+        raise RunInterrupted(
+            f"{self.stop.signal} during the final evaluation: the evaluation finished and the run's summary "
+            f"is written{' to ' + str(self.run.summary) if self.writes else ''}",
+            self.stop.signum,
+        )
     return summary
 
 # %% ../nbs/11_training.ipynb #4ab7c009
@@ -430,8 +658,10 @@ def load_model(path: str | Path, device: str = "cpu"):
     "The model trained in run directory `path`, from its integrity-checked `checkpoint.pt`, in eval mode."
     run = RunDir(path)
     if not run.checkpoint.exists():
-        raise FileNotFoundError(f"{run.checkpoint} is missing (weights are not committed: git ignores *.pt); "
-                                "train the run on this machine first (its notebook's slow cell)")
+        raise FileNotFoundError(
+            f"{run.checkpoint} is missing (weights are not committed: git ignores *.pt); "
+            "train the run on this machine first (its notebook's slow cell)"
+        )
     payload = read_checkpoint(run.checkpoint)
     model = build_model(ModelConfig(**payload["model_config"]))
     model.load_state_dict(payload["model"])
@@ -440,47 +670,93 @@ def load_model(path: str | Path, device: str = "cpu"):
 # %% ../nbs/11_training.ipynb #2001b87b
 def parse_bool(text: str) -> bool:
     "'True'/'False' (or 1/0, yes/no), case-insensitive, as a bool; anything else is an error."
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(str(text).strip().lower())
-    if value is None: raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(
+        str(text).strip().lower()
+    )
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
     return value
 
+
 def _parse_pair(text: str) -> tuple:
-    try: return tuple(float(x) for x in text.split(","))
-    except ValueError: raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.999, got {text!r}") from None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.999, got {text!r}") from None
+
 
 def _option_type(annotation: str):
     first = str(annotation).split("|")[0].strip()
     return dict(bool=parse_bool, int=int, float=float, str=str, tuple=_parse_pair)[first]
 
+
 def _add_option(group, name: str, annotation, help: str):
-    group.add_argument(f"--{name}", type=_option_type(annotation), default=None,
-                       metavar=str(annotation).split("|")[0].strip().upper(), help=help)
+    group.add_argument(
+        f"--{name}",
+        type=_option_type(annotation),
+        default=None,
+        metavar=str(annotation).split("|")[0].strip().upper(),
+        help=help,
+    )
+
 
 def config_options(parser, cls, presets: dict[str, Preset] | None = None, section: str = "task") -> list[str]:
-    "Add an option per field of dataclass `cls` (recursing into nested dataclasses), helped by its comments; their names."
+    """Add an option per field of dataclass `cls` (recursing into nested dataclasses), helped by its comments; their
+    names."""
     help_of, names = docments(cls), []
     group = parser.add_argument_group(f"{cls.__name__} options")
     for f in fields(cls):
-        if is_dataclass(f.default): names += config_options(parser, type(f.default), presets, section); continue
-        by_preset = ", ".join(f"{p} {getattr(v, section)[f.name]}" for p, v in (presets or {}).items() if f.name in getattr(v, section))
-        _add_option(group, f.name, f.type, f"{help_of.get(f.name) or ''} (default: {f.default!r}{'; preset ' + by_preset if by_preset else ''})")
+        if is_dataclass(f.default):
+            names += config_options(parser, type(f.default), presets, section)
+            continue
+        by_preset = ", ".join(
+            f"{p} {getattr(v, section)[f.name]}" for p, v in (presets or {}).items() if f.name in getattr(v, section)
+        )
+        _add_option(
+            group,
+            f.name,
+            f.type,
+            f"{help_of.get(f.name) or ''} (default: {f.default!r}{'; preset ' + by_preset if by_preset else ''})",
+        )
         names.append(f.name)
     return names
 
-def task_command(prog: str, description: str, config_cls, presets: dict[str, Preset], make_run, report,
-                 model_options=("d_model", "n_blocks", "d_hidden", "prenorm", "postnorm", "act", "norm"),
-                 kinds=None, default_kind: str = "causal_rn"):
+
+def task_command(
+    prog: str,
+    description: str,
+    config_cls,
+    presets: dict[str, Preset],
+    make_run,
+    report,
+    model_options=("d_model", "n_blocks", "d_hidden", "prenorm", "postnorm", "act", "norm"),
+    kinds=None,
+    default_kind: str = "causal_rn",
+):
     "A console command's `main(argv=None)`: options from the configs, checks before work, `fit`, a report line."
+
     def parser():
         ap = argparse.ArgumentParser(prog=prog, description=description)
         ap.add_argument("--kind", default=default_kind, choices=kinds, help=f"the model (default: {default_kind})")
-        ap.add_argument("--preset", default="cpu", choices=list(presets), help="sizes: " + ", ".join(f"'{p}'" for p in presets) + " ('cpu' for 2 CPU cores, the others for a GPU)")
-        ap.add_argument("--out", default=None, help="run directory for checkpoint.pt, metrics.csv, summary.json: resumed if stopped, reported if finished")
+        ap.add_argument(
+            "--preset",
+            default="cpu",
+            choices=list(presets),
+            help="sizes: " + ", ".join(f"'{p}'" for p in presets) + " ('cpu' for 2 CPU cores, the others for a GPU)",
+        )
+        ap.add_argument(
+            "--out",
+            default=None,
+            help="run directory for checkpoint.pt, metrics.csv, summary.json: resumed if stopped, reported if finished",
+        )
         ap.add_argument("--extend", action="store_true", help="train a finished run in --out on to a new --iterations")
         ap.add_argument("--quiet", action="store_true", help="no progress bar")
         model_group, help_of = ap.add_argument_group("model options"), docments(ModelConfig)
         for f in fields(ModelConfig):
-            if f.name in model_options: _add_option(model_group, f.name, f.type, f"{help_of.get(f.name) or ''} (default: the kind's or preset's)")
+            if f.name in model_options:
+                _add_option(
+                    model_group, f.name, f.type, f"{help_of.get(f.name) or ''} (default: the kind's or preset's)"
+                )
         task_names = config_options(ap, config_cls, presets, "task")
         train_names = config_options(ap, TrainConfig, presets, "train")
         return ap, task_names, train_names
@@ -490,13 +766,26 @@ def task_command(prog: str, description: str, config_cls, presets: dict[str, Pre
         args = ap.parse_args(argv)
         pick = lambda names: {n: getattr(args, n) for n in names if getattr(args, n) is not None}
         try:
-            model_cfg, task, cfg = make_run(args, model=pick(model_options), task=pick(task_names), train=pick(train_names))
-            if args.out is not None: RunDir(args.out).check()               # the output folder, checked before any work
-        except (ValueError, TypeError, FileNotFoundError) as e: ap.exit(2, f"{prog}: {e}\n")
-        try: summary = fit(model_cfg, task, cfg, args.out, preset=args.preset, extend=args.extend, progress=not args.quiet)
-        except RunInterrupted as e: print(f"{prog}: {e}", file=sys.stderr); sys.exit(128 + e.signum)
-        except (FloatingPointError, ValueError, RuntimeError, CheckpointError) as e: ap.exit(1, f"{prog}: {e}\n")
-        finally: leave_process_group()
-        if world()[0] == 0: print(report(summary, args))
+            model_cfg, task, cfg = make_run(
+                args, model=pick(model_options), task=pick(task_names), train=pick(train_names)
+            )
+            if args.out is not None:
+                RunDir(args.out).check()  # the output folder, checked before any work
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            ap.exit(2, f"{prog}: {e}\n")
+        try:
+            summary = fit(
+                model_cfg, task, cfg, args.out, preset=args.preset, extend=args.extend, progress=not args.quiet
+            )
+        except RunInterrupted as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            sys.exit(128 + e.signum)
+        except (FloatingPointError, ValueError, RuntimeError, CheckpointError) as e:
+            ap.exit(1, f"{prog}: {e}\n")
+        finally:
+            leave_process_group()
+        if world()[0] == 0:
+            print(report(summary, args))
+
     main.parser = lambda: parser()[0]
     return main

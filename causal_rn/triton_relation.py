@@ -23,15 +23,36 @@ __all__ = ['LOG2E', 'BLOCK_ROWS', 'BLOCK_FEATURES', 'TritonRelation', 'triton_re
 # %% ../nbs/09_triton.ipynb #d9dd4d5b
 LOG2E = 1.4426950408889634
 
+
 @triton.jit
 def _rows(X, base, offs_r, ok_r, offs_k, ok_k, H):
     "A (rows, BK) chunk of a row-major (T, H) matrix, as float32, zero outside the valid rows and features."
-    return tl.load(X + base + offs_r[:, None] * H + offs_k[None, :], mask=ok_r[:, None] & ok_k[None, :], other=0.0).to(tl.float32)
+    return tl.load(X + base + offs_r[:, None] * H + offs_k[None, :], mask=ok_r[:, None] & ok_k[None, :], other=0.0).to(
+        tl.float32
+    )
 
 # %% ../nbs/09_triton.ipynb #09d1e004
 @triton.jit
-def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps,
-            BJ: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr):
+def _scales(
+    Q,
+    P,
+    SQQ,
+    SQP,
+    q_base,
+    p_base,
+    sq_base_q,
+    sq_base_p,
+    offs_j,
+    offs_i,
+    ok_j,
+    ok_i,
+    H,
+    inv_H,
+    eps,
+    BJ: tl.constexpr,
+    BI: tl.constexpr,
+    BK: tl.constexpr,
+):
     "sigma and 1/(sigma + eps) of a (BJ, BI) block of pairs, from one matrix product over all H features."
     dot = tl.zeros((BJ, BI), dtype=tl.float32)
     for k0 in range(0, H, BK):
@@ -42,27 +63,49 @@ def _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base_q, sq_base_p, offs_j, offs_i
     sqq = tl.load(SQQ + sq_base_q + offs_j, mask=ok_j, other=0.0)
     sqp = tl.load(SQP + sq_base_p + offs_i, mask=ok_i, other=0.0)
     var = sqq[:, None] + sqp[None, :] + 2.0 * inv_H * dot
-    ok = var > 7.62939453125e-06 * (sqq[:, None] + sqp[None, :])      # 64 float32 ulps: below, cancellation noise
+    ok = var > 7.62939453125e-06 * (sqq[:, None] + sqp[None, :])  # 64 float32 ulps: below, cancellation noise
     sigma = tl.where(ok, tl.sqrt(tl.maximum(var, 0.0)), 0.0)
-    r = tl.where(sigma + eps > 0, 1.0 / tl.maximum(sigma + eps, 1e-30), 0.0)   # zero spread (and padding): n = 0
+    r = tl.where(sigma + eps > 0, 1.0 / tl.maximum(sigma + eps, 1e-30), 0.0)  # zero spread (and padding): n = 0
     return sigma, r
 
 # %% ../nbs/09_triton.ipynb #09d1e006
 @triton.jit
-def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T, H, inv_H, eps, shift2,
-               MASKED: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+def _fwd_block(
+    Q,
+    P,
+    SQQ,
+    SQP,
+    ACC,
+    q_base,
+    p_base,
+    sq_base,
+    offs_j,
+    ok_j,
+    i0,
+    T,
+    H,
+    inv_H,
+    eps,
+    shift2,
+    MASKED: tl.constexpr,
+    BJ: tl.constexpr,
+    BK: tl.constexpr,
+):
     "Add sum_i exp(n_ij - c) over one block of memory rows to the program's output rows."
     offs_i = i0 + tl.arange(0, BJ)
     ok_i = offs_i < T
-    _, r = _scales(Q, P, SQQ, SQP, q_base, p_base, sq_base, sq_base, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps, BJ, BJ, BK)
-    r2 = r * 1.4426950408889634                                                   # log2(e) folded in
+    _, r = _scales(
+        Q, P, SQQ, SQP, q_base, p_base, sq_base, sq_base, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps, BJ, BJ, BK
+    )
+    r2 = r * 1.4426950408889634  # log2(e) folded in
     valid = ok_j[:, None] & ok_i[None, :]
-    if MASKED: valid = valid & (offs_i[None, :] <= offs_j[:, None])               # the diagonal block only
+    if MASKED:
+        valid = valid & (offs_i[None, :] <= offs_j[:, None])  # the diagonal block only
     for k0 in range(0, H, BK):
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
         qk, pk = _rows(Q, q_base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, p_base, offs_i, ok_i, offs_k, ok_k, H)
-        e = tl.exp2((qk[:, None, :] + pk[None, :, :]) * r2[:, :, None] - shift2)   # (BJ, BI, BK), <= 1
+        e = tl.exp2((qk[:, None, :] + pk[None, :, :]) * r2[:, :, None] - shift2)  # (BJ, BI, BK), <= 1
         e = tl.where(valid[:, :, None] & ok_k[None, None, :], e, 0.0)
         out = ACC + q_base + offs_j[:, None] * H + offs_k[None, :]
         ok = ok_j[:, None] & ok_k[None, :]
@@ -70,38 +113,64 @@ def _fwd_block(Q, P, SQQ, SQP, ACC, q_base, p_base, sq_base, offs_j, ok_j, i0, T
 
 # %% ../nbs/09_triton.ipynb #09d1e008
 @triton.jit
-def _relation_fwd_kernel(Q, P, SQQ, SQP, ACC, T, H, inv_H, eps, shift2,
-                         CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+def _relation_fwd_kernel(
+    Q, P, SQQ, SQP, ACC, T, H, inv_H, eps, shift2, CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr
+):
     "Program (j-block, batch row): ACC[b, j, :] = sum over visible i of exp(n_ij - c)."
     jb, b = tl.program_id(0), tl.program_id(1)
     q_base, sq_base = b * T * H, b * T
     offs_j = jb * BJ + tl.arange(0, BJ)
     ok_j = offs_j < T
-    n_free = jb if CAUSAL else tl.cdiv(T, BJ)                                     # memory blocks without a mask
+    n_free = jb if CAUSAL else tl.cdiv(T, BJ)  # memory blocks without a mask
     for ib in range(0, n_free):
-        _fwd_block(Q, P, SQQ, SQP, ACC, q_base, q_base, sq_base, offs_j, ok_j, ib * BJ, T, H, inv_H, eps, shift2,
-                   False, BJ, BK)
+        _fwd_block(
+            Q, P, SQQ, SQP, ACC, q_base, q_base, sq_base, offs_j, ok_j, ib * BJ, T, H, inv_H, eps, shift2, False, BJ, BK
+        )
     if CAUSAL:
-        _fwd_block(Q, P, SQQ, SQP, ACC, q_base, q_base, sq_base, offs_j, ok_j, jb * BJ, T, H, inv_H, eps, shift2,
-                   True, BJ, BK)
+        _fwd_block(
+            Q, P, SQQ, SQP, ACC, q_base, q_base, sq_base, offs_j, ok_j, jb * BJ, T, H, inv_H, eps, shift2, True, BJ, BK
+        )
 
 # %% ../nbs/09_triton.ipynb #47030a2c
 @triton.jit
-def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H, inv_H, eps, shift2,
-               MASKED: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+def _bwd_block(
+    Q,
+    P,
+    G,
+    SQQ,
+    SQP,
+    DQ,
+    DP,
+    base,
+    sq_base,
+    offs_j,
+    ok_j,
+    i0,
+    T,
+    H,
+    inv_H,
+    eps,
+    shift2,
+    MASKED: tl.constexpr,
+    BJ: tl.constexpr,
+    BK: tl.constexpr,
+):
     "Gradient contributions of one (output block, memory block) pair: DQ rows in place, DP rows by atomic adds."
     offs_i = i0 + tl.arange(0, BJ)
     ok_i = offs_i < T
-    sigma, r = _scales(Q, P, SQQ, SQP, base, base, sq_base, sq_base, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps, BJ, BJ, BK)
+    sigma, r = _scales(
+        Q, P, SQQ, SQP, base, base, sq_base, sq_base, offs_j, offs_i, ok_j, ok_i, H, inv_H, eps, BJ, BJ, BK
+    )
     valid = ok_j[:, None] & ok_i[None, :]
-    if MASKED: valid = valid & (offs_i[None, :] <= offs_j[:, None])
+    if MASKED:
+        valid = valid & (offs_i[None, :] <= offs_j[:, None])
     s = tl.zeros((BJ, BJ), dtype=tl.float32)
-    for k0 in range(0, H, BK):                      # pass 1: delta, its r-weighted sums, and s = delta . n
+    for k0 in range(0, H, BK):  # pass 1: delta, its r-weighted sums, and s = delta . n
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
         qk, pk = _rows(Q, base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, base, offs_i, ok_i, offs_k, ok_k, H)
         gk = _rows(G, base, offs_j, ok_j, offs_k, ok_k, H)
-        n = (qk[:, None, :] + pk[None, :, :]) * r[:, :, None]                     # (BJ, BI, BK)
+        n = (qk[:, None, :] + pk[None, :, :]) * r[:, :, None]  # (BJ, BI, BK)
         delta = gk[:, None, :] * tl.exp2(n * 1.4426950408889634 - shift2)
         delta = tl.where(valid[:, :, None] & ok_k[None, None, :], delta, 0.0)
         s += tl.sum(delta * n, axis=2)
@@ -109,10 +178,12 @@ def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H,
         dq_ptr = DQ + base + offs_j[:, None] * H + offs_k[None, :]
         ok = ok_j[:, None] & ok_k[None, :]
         tl.store(dq_ptr, tl.load(dq_ptr, mask=ok, other=0.0) + tl.sum(rd, axis=1), mask=ok)
-        tl.atomic_add(DP + base + offs_i[:, None] * H + offs_k[None, :], tl.sum(rd, axis=0), mask=ok_i[:, None] & ok_k[None, :])
-    c = tl.where(valid & (sigma > 0), s * r * inv_H / tl.maximum(sigma, 1e-30), 0.0)      # (BJ, BI)
+        tl.atomic_add(
+            DP + base + offs_i[:, None] * H + offs_k[None, :], tl.sum(rd, axis=0), mask=ok_i[:, None] & ok_k[None, :]
+        )
+    c = tl.where(valid & (sigma > 0), s * r * inv_H / tl.maximum(sigma, 1e-30), 0.0)  # (BJ, BI)
     c_j, c_i = tl.sum(c, axis=1), tl.sum(c, axis=0)
-    for k0 in range(0, H, BK):                      # pass 2: the normalisation's terms, two matrix products
+    for k0 in range(0, H, BK):  # pass 2: the normalisation's terms, two matrix products
         offs_k = k0 + tl.arange(0, BK)
         ok_k = offs_k < H
         qk, pk = _rows(Q, base, offs_j, ok_j, offs_k, ok_k, H), _rows(P, base, offs_i, ok_i, offs_k, ok_k, H)
@@ -125,8 +196,9 @@ def _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, i0, T, H,
 
 # %% ../nbs/09_triton.ipynb #09d1e010
 @triton.jit
-def _relation_bwd_kernel(Q, P, G, SQQ, SQP, DQ, DP, T, H, inv_H, eps, shift2,
-                         CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+def _relation_bwd_kernel(
+    Q, P, G, SQQ, SQP, DQ, DP, T, H, inv_H, eps, shift2, CAUSAL: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr
+):
     "Program (j-block, batch row): the gradients of the pairs its output rows take part in."
     jb, b = tl.program_id(0), tl.program_id(1)
     base, sq_base = b * T * H, b * T
@@ -134,31 +206,38 @@ def _relation_bwd_kernel(Q, P, G, SQQ, SQP, DQ, DP, T, H, inv_H, eps, shift2,
     ok_j = offs_j < T
     n_free = jb if CAUSAL else tl.cdiv(T, BJ)
     for ib in range(0, n_free):
-        _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, ib * BJ, T, H, inv_H, eps, shift2,
-                   False, BJ, BK)
+        _bwd_block(
+            Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, ib * BJ, T, H, inv_H, eps, shift2, False, BJ, BK
+        )
     if CAUSAL:
-        _bwd_block(Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, jb * BJ, T, H, inv_H, eps, shift2,
-                   True, BJ, BK)
+        _bwd_block(
+            Q, P, G, SQQ, SQP, DQ, DP, base, sq_base, offs_j, ok_j, jb * BJ, T, H, inv_H, eps, shift2, True, BJ, BK
+        )
 
 # %% ../nbs/09_triton.ipynb #92f01245
-BLOCK_ROWS, BLOCK_FEATURES = 16, 32     # BJ = BI and BK: first choices, not tuned on a GPU
+BLOCK_ROWS, BLOCK_FEATURES = 16, 32  # BJ = BI and BK: first choices, not tuned on a GPU
+
 
 class TritonRelation(torch.autograd.Function):
     "Exact relation from centred (layer) or raw (rms) sides, fused forward and backward kernels."
 
     @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, bound: float, block_rows: int, block_features: int,
-                eps: float) -> Tensor:
+    def forward(
+        ctx, q: Tensor, p: Tensor, spec: RelationSpec, bound: float, block_rows: int, block_features: int, eps: float
+    ) -> Tensor:
         causal, stable = spec.causal, spec.stable
         B, T, H = q.shape
         q, p = q.contiguous(), p.contiguous()
-        sq_q, sq_p = q.float().pow(2).mean(-1).contiguous(), p.float().pow(2).mean(-1).contiguous()   # (B, T)
+        sq_q, sq_p = q.float().pow(2).mean(-1).contiguous(), p.float().pow(2).mean(-1).contiguous()  # (B, T)
         acc = torch.zeros(B, T, H, dtype=torch.float32, device=q.device)
         grid = (triton.cdiv(T, block_rows), B)
-        _relation_fwd_kernel[grid](q, p, sq_q, sq_p, acc, T, H, 1.0 / H, eps, bound * LOG2E,
-                                   CAUSAL=causal, BJ=block_rows, BK=block_features)
-        if stable: factor = 1.0 / acc.amax(-1)                                       # y_j / max_k y_jk
-        else: factor = math.exp(bound) / pair_counts(T, causal, q.device, torch.float32)[None, :].expand(B, T)
+        _relation_fwd_kernel[grid](
+            q, p, sq_q, sq_p, acc, T, H, 1.0 / H, eps, bound * LOG2E, CAUSAL=causal, BJ=block_rows, BK=block_features
+        )
+        if stable:
+            factor = 1.0 / acc.amax(-1)  # y_j / max_k y_jk
+        else:
+            factor = math.exp(bound) / pair_counts(T, causal, q.device, torch.float32)[None, :].expand(B, T)
         ctx.save_for_backward(q, p, sq_q, sq_p, factor)
         ctx.spec, ctx.bound, ctx.blocks, ctx.eps = spec, bound, (block_rows, block_features), eps
         return (acc * factor[..., None]).to(q.dtype)
@@ -167,29 +246,53 @@ class TritonRelation(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         q, p, sq_q, sq_p, factor = ctx.saved_tensors
         causal, eps, bound, (block_rows, block_features) = ctx.spec.causal, ctx.eps, ctx.bound, ctx.blocks
-        if torch.is_grad_enabled():                     # create_graph=True: a differentiable backward (materialised pairs)
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward (materialised pairs)
             return (*differentiable_backward(q, p, grad_y, ctx.spec, eps), None, None, None, None, None)
         B, T, H = q.shape
-        g = (grad_y.float() * factor[..., None]).contiguous()                         # factor folded into g'
+        g = (grad_y.float() * factor[..., None]).contiguous()  # factor folded into g'
         dq = torch.zeros(B, T, H, dtype=torch.float32, device=q.device)
         dp = torch.zeros(B, T, H, dtype=torch.float32, device=q.device)
         grid = (triton.cdiv(T, block_rows), B)
-        _relation_bwd_kernel[grid](q, p, g, sq_q, sq_p, dq, dp, T, H, 1.0 / H, eps, bound * LOG2E,
-                                   CAUSAL=causal, BJ=block_rows, BK=block_features)
+        _relation_bwd_kernel[grid](
+            q,
+            p,
+            g,
+            sq_q,
+            sq_p,
+            dq,
+            dp,
+            T,
+            H,
+            1.0 / H,
+            eps,
+            bound * LOG2E,
+            CAUSAL=causal,
+            BJ=block_rows,
+            BK=block_features,
+        )
         return dq.to(q.dtype), dp.to(p.dtype), None, None, None, None, None
 
 # %% ../nbs/09_triton.ipynb #09d1e012
-def triton_relation(q: Tensor, p: Tensor, spec: RelationSpec = RelationSpec(), block_rows: int = BLOCK_ROWS,
-                    block_features: int = BLOCK_FEATURES) -> Tensor:
+def triton_relation(
+    q: Tensor,
+    p: Tensor,
+    spec: RelationSpec = RelationSpec(),
+    block_rows: int = BLOCK_ROWS,
+    block_features: int = BLOCK_FEATURES,
+) -> Tensor:
     "The exact relation `mean_{i in S_j} exp(mu(p_i + q_j))` of `spec` with the fused kernels; q, p (B, T, H)."
-    if not isinstance(spec, RelationSpec): raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
+    if not isinstance(spec, RelationSpec):
+        raise TypeError(f"spec must be a RelationSpec, got {type(spec).__name__}")
     if (spec.prenorm, spec.act) != ("exact", "exp"):
-        raise ValueError(f"triton_relation computes the exact form only (prenorm='exact', act='exp'), got "
-                         f"prenorm={spec.prenorm!r}, act={spec.act!r}; use relation(impl='chunked') for this form")
+        raise ValueError(
+            f"triton_relation computes the exact form only (prenorm='exact', act='exp'), got "
+            f"prenorm={spec.prenorm!r}, act={spec.act!r}; use relation(impl='chunked') for this form"
+        )
     for name, size in (("block_rows", block_rows), ("block_features", block_features)):
         if positive_int(name, size) < 16 or size & (size - 1):
             raise ValueError(f"block_rows and block_features must be powers of two >= 16 (tl.dot), got {name}={size}")
     bound = normalised_bound(q.shape[-1], spec.norm)
-    c = common_scale(q, p).item()                   # exact power-of-two rescaling: no overflow in the pair statistics
-    return TritonRelation.apply(centre(q * c, spec.norm), centre(p * c, spec.norm), spec, bound, block_rows, block_features,
-                                spec.eps * c)
+    c = common_scale(q, p).item()  # exact power-of-two rescaling: no overflow in the pair statistics
+    return TritonRelation.apply(
+        centre(q * c, spec.norm), centre(p * c, spec.norm), spec, bound, block_rows, block_features, spec.eps * c
+    )

@@ -22,16 +22,19 @@ __all__ = ['CIFAR5M_URL', 'CIFAR5M_PARTS', 'CIFAR5M_SHAPE', 'CIFAR10_CLASSES', '
 
 # %% ../nbs/19_vision_data.ipynb #b384326f
 CIFAR5M_URL = "https://github.com/preetum/cifar5m"
-CIFAR5M_PARTS = 6                                   # cifar5m_part0.npz ... cifar5m_part5.npz
-CIFAR5M_SHAPE = (32, 32, 3)                         # height, width, channels (channels last)
+CIFAR5M_PARTS = 6  # cifar5m_part0.npz ... cifar5m_part5.npz
+CIFAR5M_SHAPE = (32, 32, 3)  # height, width, channels (channels last)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
 
 def cifar5m_path(root: str | Path, part: int) -> Path:
     "Where part `part` (0-5) of CIFAR-5m is expected: `root/cifar5m_part{part}.npz`."
     return Path(root) / f"cifar5m_part{part}.npz"
 
+
 def _fail(path: Path, problem: str, fix: str):
     raise ValueError(f"{path}: {problem}. {fix}")
+
 
 _REDOWNLOAD = f"The file is damaged or is not a CIFAR-5m part; download it again (see {CIFAR5M_URL})."
 
@@ -43,62 +46,110 @@ def _npy_headers(path: Path) -> dict[str, tuple[tuple, np.dtype]]:
         for info in archive.infolist():
             name = info.filename
             if not name.endswith(".npy"):
-                _fail(path, f"holds a member {name!r} that is not a NumPy .npy array (a pickle or another file); "
-                      "a CIFAR-5m part holds only the arrays X and Y", _REDOWNLOAD)
+                _fail(
+                    path,
+                    f"holds a member {name!r} that is not a NumPy .npy array (a pickle or another file); "
+                    "a CIFAR-5m part holds only the arrays X and Y",
+                    _REDOWNLOAD,
+                )
             with archive.open(info) as f:
                 version = np.lib.format.read_magic(f)
-                read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-                if read is None: _fail(path, f"{name} is a .npy file of format version {version}, not 1.0 or 2.0", _REDOWNLOAD)
+                read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
+                    version
+                )
+                if read is None:
+                    _fail(path, f"{name} is a .npy file of format version {version}, not 1.0 or 2.0", _REDOWNLOAD)
                 shape, _, dtype = read(f)
                 data_bytes = info.file_size - f.tell()
             if dtype.hasobject:
-                _fail(path, f"{name} holds Python objects (dtype {dtype}), which only a pickle can store; this loader does not "
-                      "unpickle (allow_pickle=False), so it cannot be read", _REDOWNLOAD)
+                _fail(
+                    path,
+                    f"{name} holds Python objects (dtype {dtype}), which only a pickle can store; this loader does not "
+                    "unpickle (allow_pickle=False), so it cannot be read",
+                    _REDOWNLOAD,
+                )
             claimed = math.prod(shape) * dtype.itemsize
             if claimed != data_bytes:
-                _fail(path, f"the header of {name} claims shape {shape} of {dtype} ({claimed:,} bytes), but the archive holds "
-                      f"{data_bytes:,} bytes of it", _REDOWNLOAD)
+                _fail(
+                    path,
+                    f"the header of {name} claims shape {shape} of {dtype} ({claimed:,} bytes), but the archive holds "
+                    f"{data_bytes:,} bytes of it",
+                    _REDOWNLOAD,
+                )
             headers[name[:-4]] = shape, dtype
     return headers
 
+
 def load_cifar5m_part(path: str | Path, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     "One validated CIFAR-5m part: images (N, 32, 32, 3) uint8 and labels (N,) int64, as NumPy arrays."
-    path = Path(path); positive_int("n_classes", n_classes)
-    if path.is_dir(): _fail(path, "is a folder, not a file", f"Put the downloaded file {path.name} there in its place (see {CIFAR5M_URL})")
+    path = Path(path)
+    positive_int("n_classes", n_classes)
+    if path.is_dir():
+        _fail(
+            path,
+            "is a folder, not a file",
+            f"Put the downloaded file {path.name} there in its place (see {CIFAR5M_URL})",
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file. Download it (see {CIFAR5M_URL}) and put it in {path.parent}")
     try:
-        with path.open("rb") as f: f.read(1)
+        with path.open("rb") as f:
+            f.read(1)
     except OSError as e:
-        _fail(path, f"is there but cannot be read ({type(e).__name__}: {e.strerror or e})",
-              "Check the file's permissions and owner (e.g. chmod u+r); the download itself may be fine")
+        _fail(
+            path,
+            f"is there but cannot be read ({type(e).__name__}: {e.strerror or e})",
+            "Check the file's permissions and owner (e.g. chmod u+r); the download itself may be fine",
+        )
     if not zipfile.is_zipfile(path):
         _fail(path, "is not an .npz archive (not a zip file; a truncated download looks like this)", _REDOWNLOAD)
     try:
-        headers = _npy_headers(path)                          # shapes and dtypes first: nothing large is read yet
+        headers = _npy_headers(path)  # shapes and dtypes first: nothing large is read yet
         missing = [k for k in ("X", "Y") if k not in headers]
         if missing:
-            _fail(path, f"has the arrays {sorted(headers)} but not {missing}; a CIFAR-5m part holds 'X' (images) and 'Y' (labels)",
-                  _REDOWNLOAD)
+            _fail(
+                path,
+                f"has the arrays {sorted(headers)} but not {missing}; a CIFAR-5m part holds 'X' (images) and 'Y' "
+                f"(labels)",
+                _REDOWNLOAD,
+            )
         (X_shape, X_dtype), (Y_shape, Y_dtype) = headers["X"], headers["Y"]
         if len(X_shape) == 4 and X_shape[1:] == (3, 32, 32):
-            _fail(path, f"X has shape {X_shape}, channels first", "Save it channels last: X.transpose(0, 2, 3, 1), shape (N, 32, 32, 3)")
+            _fail(
+                path,
+                f"X has shape {X_shape}, channels first",
+                "Save it channels last: X.transpose(0, 2, 3, 1), shape (N, 32, 32, 3)",
+            )
         if len(X_shape) != 4 or X_shape[1:] != CIFAR5M_SHAPE:
-            _fail(path, f"X has shape {X_shape}, expected (N, 32, 32, 3): N images, height, width, RGB channels last", _REDOWNLOAD)
+            _fail(
+                path,
+                f"X has shape {X_shape}, expected (N, 32, 32, 3): N images, height, width, RGB channels last",
+                _REDOWNLOAD,
+            )
         if X_dtype != np.uint8:
-            _fail(path, f"X has dtype {X_dtype}, expected uint8 pixels 0-255",
-                  "Convert it with np.clip(X, 0, 255).astype(np.uint8) if it holds 0-255 values, or download the part again")
+            _fail(
+                path,
+                f"X has dtype {X_dtype}, expected uint8 pixels 0-255",
+                "Convert it with np.clip(X, 0, 255).astype(np.uint8) if it holds 0-255 values, or download the part "
+                "again",
+            )
         if len(Y_shape) != 1:
             _fail(path, f"Y has shape {Y_shape}, expected (N,): one label per image", _REDOWNLOAD)
         if not np.issubdtype(Y_dtype, np.integer):
-            _fail(path, f"Y has dtype {Y_dtype}, expected integer class labels", "Store the labels as integers, e.g. Y.astype(np.int64)")
+            _fail(
+                path,
+                f"Y has dtype {Y_dtype}, expected integer class labels",
+                "Store the labels as integers, e.g. Y.astype(np.int64)",
+            )
         if X_shape[0] != Y_shape[0]:
             _fail(path, f"X holds {X_shape[0]} images but Y holds {Y_shape[0]} labels", _REDOWNLOAD)
-        if X_shape[0] == 0: _fail(path, f"holds no images (X has shape {X_shape})", _REDOWNLOAD)
+        if X_shape[0] == 0:
+            _fail(path, f"holds no images (X has shape {X_shape})", _REDOWNLOAD)
         with np.load(path, allow_pickle=False) as archive:
             X, Y = archive["X"], archive["Y"]
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        if str(e).startswith(str(path)): raise                # one of our own messages
+        if str(e).startswith(str(path)):
+            raise  # one of our own messages
         _fail(path, f"cannot be read as an .npz archive ({type(e).__name__}: {e})", _REDOWNLOAD)
     if Y.min() < 0 or Y.max() >= n_classes:
         _fail(path, f"labels range from {Y.min()} to {Y.max()}, expected 0 to {n_classes - 1}", _REDOWNLOAD)
@@ -106,24 +157,43 @@ def load_cifar5m_part(path: str | Path, n_classes: int = 10) -> tuple[np.ndarray
 
 # %% ../nbs/19_vision_data.ipynb #b3dd1d6b
 def load_cifar5m(root: str | Path, parts: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
-    "CIFAR-5m parts `parts` (default all six) from the folder `root`: images (N, 32, 32, 3) uint8 and labels (N,) int64 tensors."
+    """CIFAR-5m parts `parts` (default all six) from the folder `root`: images (N, 32, 32, 3) uint8 and labels (N,)
+    int64 tensors."""
     given = parts
-    parts = list(range(CIFAR5M_PARTS)) if parts is None else list(parts) if isinstance(parts, (list, tuple, range)) else None
-    bad = parts is None or [p for p in parts if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < CIFAR5M_PARTS]
+    parts = (
+        list(range(CIFAR5M_PARTS))
+        if parts is None
+        else list(parts)
+        if isinstance(parts, (list, tuple, range))
+        else None
+    )
+    bad = parts is None or [
+        p for p in parts if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < CIFAR5M_PARTS
+    ]
     if bad or not parts:
         raise ValueError(f"parts must be a non-empty list of part numbers 0-{CIFAR5M_PARTS - 1}, got {given!r}")
     if len(set(parts)) != len(parts):
-        raise ValueError(f"parts lists a part more than once, {parts!r}: its images would be loaded (and trained on) twice")
-    if not isinstance(root, (str, os.PathLike)): raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
+        raise ValueError(
+            f"parts lists a part more than once, {parts!r}: its images would be loaded (and trained on) twice"
+        )
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}")
     root = Path(root)
-    if root.is_file(): raise ValueError(f"{root} is a file, not a folder: pass the folder that holds the cifar5m_part*.npz files")
+    if root.is_file():
+        raise ValueError(f"{root} is a file, not a folder: pass the folder that holds the cifar5m_part*.npz files")
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder. Create it and put the CIFAR-5m files "
-                                f"{', '.join(cifar5m_path('', p).name for p in parts)} in it (download: {CIFAR5M_URL})")
-    missing = [cifar5m_path(root, p).name for p in parts if not cifar5m_path(root, p).exists()]   # a folder: see load_cifar5m_part
+        raise FileNotFoundError(
+            f"{root}: no such folder. Create it and put the CIFAR-5m files "
+            f"{', '.join(cifar5m_path('', p).name for p in parts)} in it (download: {CIFAR5M_URL})"
+        )
+    missing = [
+        cifar5m_path(root, p).name for p in parts if not cifar5m_path(root, p).exists()
+    ]  # a folder: see load_cifar5m_part
     if missing:
-        raise FileNotFoundError(f"{root}: missing {', '.join(missing)}. CIFAR-5m cannot be downloaded automatically; "
-                                f"download these files (about 3 GB each, see {CIFAR5M_URL}) and put them in {root.resolve()}")
+        raise FileNotFoundError(
+            f"{root}: missing {', '.join(missing)}. CIFAR-5m cannot be downloaded automatically; "
+            f"download these files (about 3 GB each, see {CIFAR5M_URL}) and put them in {root.resolve()}"
+        )
     loaded = [load_cifar5m_part(cifar5m_path(root, p)) for p in parts]
     X = loaded[0][0] if len(loaded) == 1 else np.concatenate([x for x, _ in loaded])
     Y = loaded[0][1] if len(loaded) == 1 else np.concatenate([y for _, y in loaded])
@@ -135,20 +205,24 @@ def load_digits_images() -> tuple[Tensor, Tensor]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise ImportError("load_digits_images needs scikit-learn, which ships the digits data set: "
-                          "pip install scikit-learn (or pip install -e '.[dev]')") from e
+        raise ImportError(
+            "load_digits_images needs scikit-learn, which ships the digits data set: "
+            "pip install scikit-learn (or pip install -e '.[dev]')"
+        ) from e
     digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32)[..., None] / 16.0     # (N, 8, 8, 1)
+    images = torch.as_tensor(digits.images, dtype=torch.float32)[..., None] / 16.0  # (N, 8, 8, 1)
     return images, torch.as_tensor(digits.target, dtype=torch.int64)
 
 # %% ../nbs/19_vision_data.ipynb #dcb0cd1c
 def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
-    "A seeded random split of range(n): (train indices, test indices), each sorted; `round(n * test_fraction)` go to test."
+    """A seeded random split of range(n): (train indices, test indices), each sorted; `round(n * test_fraction)` go to
+    test."""
     positive_int("n", n)
     if not 0 < finite_float("test_fraction", test_fraction) < 1:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
     n_test = round(n * test_fraction)
-    if not 0 < n_test < n: raise ValueError(f"a test fraction of {test_fraction} of {n} items leaves an empty split")
+    if not 0 < n_test < n:
+        raise ValueError(f"a test fraction of {test_fraction} of {n} items leaves an empty split")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_test:].sort().values, perm[:n_test].sort().values
 
@@ -156,27 +230,39 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[Te
 def to_unit(images: Tensor) -> Tensor:
     "Pixels as float32 in [0, 1]: uint8 / 255; float images are returned as float32 unchanged."
     images = torch.as_tensor(images)
-    if images.dtype == torch.uint8: return images.float() / 255.0
-    if images.is_floating_point(): return images.float()
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    if images.is_floating_point():
+        return images.float()
     raise TypeError(f"images must be uint8 (0-255) or float (0-1), got {images.dtype}")
+
 
 def channel_stats(images: Tensor) -> tuple[Tensor, Tensor]:
     "Per-channel mean and standard deviation (C,) of images (N, H, W, C), after `to_unit`."
     x = to_unit(images)
     if x.dim() != 4 or x.numel() == 0:
-        raise ValueError(f"images must be a non-empty batch of shape (N, H, W, C), got {tuple(x.shape)}; "
-                         "the statistics of no images are undefined")
-    x = x.flatten(0, -2)                                           # (N*H*W, C)
+        raise ValueError(
+            f"images must be a non-empty batch of shape (N, H, W, C), got {tuple(x.shape)}; "
+            "the statistics of no images are undefined"
+        )
+    x = x.flatten(0, -2)  # (N*H*W, C)
     return x.mean(0), x.std(0)
+
 
 def standardise(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     "(to_unit(images) - mean) / std, per channel (channels last)."
     x, mean, std = to_unit(images), torch.as_tensor(mean), torch.as_tensor(std)
     C = x.shape[-1] if x.dim() else None
     if mean.shape != (C,) or std.shape != (C,):
-        raise ValueError(f"mean and std must have one value per channel, shape ({C},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        raise ValueError(
+            f"mean and std must have one value per channel, shape ({C},), got {tuple(mean.shape)} and "
+            f"{tuple(std.shape)}"
+        )
     if not bool(torch.isfinite(mean).all() & torch.isfinite(std).all() & (std > 0).all()):
-        raise ValueError(f"mean and std must be finite, std > 0 (a constant channel has std 0), got {mean.tolist()} and {std.tolist()}")
+        raise ValueError(
+            f"mean and std must be finite, std > 0 (a constant channel has std 0), got {mean.tolist()} and "
+            f"{std.tolist()}"
+        )
     return (x - mean) / std
 
 # %% ../nbs/19_vision_data.ipynb #fcc84e02
@@ -184,8 +270,8 @@ def patchify(images: Tensor, patch: int = 2) -> Tensor:
     "(B, H, W, C) -> (B, (H/patch)*(W/patch), patch*patch*C) float: non-overlapping patches in row-major order."
     images, patch = _check_patchable(images, patch)
     B, H, W, C = images.shape
-    x = images.reshape(B, H // patch, patch, W // patch, patch, C)     # (B, rows, dy, cols, dx, C)
-    x = x.permute(0, 1, 3, 2, 4, 5)                                     # (B, rows, cols, dy, dx, C)
+    x = images.reshape(B, H // patch, patch, W // patch, patch, C)  # (B, rows, dy, cols, dx, C)
+    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, rows, cols, dy, dx, C)
     x = x.reshape(B, (H // patch) * (W // patch), patch * patch * C)
     return x if x.is_floating_point() else x.float()
 
@@ -195,43 +281,55 @@ def unpatchify(patches: Tensor, height: int, width: int, patch: int = 2) -> Tens
     _check_patches(patches, height, width, patch)
     B, T, D = patches.shape
     C, rows, cols = D // (patch * patch), height // patch, width // patch
-    x = patches.reshape(B, rows, cols, patch, patch, C).permute(0, 1, 3, 2, 4, 5)   # (B, rows, dy, cols, dx, C)
+    x = patches.reshape(B, rows, cols, patch, patch, C).permute(0, 1, 3, 2, 4, 5)  # (B, rows, dy, cols, dx, C)
     return x.reshape(B, height, width, C)
 
 # %% ../nbs/19_vision_data.ipynb #18a1c005
 def _check_patchable(images, patch) -> tuple[Tensor, int]:
-    "(images as a tensor, patch) if `patch` x `patch` squares tile the (B, H, W, C) images; an error saying why not otherwise."
+    """(images as a tensor, patch) if `patch` x `patch` squares tile the (B, H, W, C) images; an error saying why not
+    otherwise."""
     images, patch = torch.as_tensor(images), positive_int("patch", patch)
     if images.dim() != 4:
         raise ValueError(f"images must have shape (B, H, W, C) (channels last), got {tuple(images.shape)}")
     B, H, W, C = images.shape
-    if 0 in (H, W, C): raise ValueError(f"images must have a height, width and channels of at least 1, got shape {tuple(images.shape)}")
-    if patch > H or patch > W: raise ValueError(f"patch size {patch} is larger than the {H}x{W} images; use one that divides both")
+    if 0 in (H, W, C):
+        raise ValueError(
+            f"images must have a height, width and channels of at least 1, got shape {tuple(images.shape)}"
+        )
+    if patch > H or patch > W:
+        raise ValueError(f"patch size {patch} is larger than the {H}x{W} images; use one that divides both")
     if H % patch or W % patch:
         raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch}; crop or pad the images")
     return images, patch
 
+
 def _check_patches(patches, height, width, patch):
     "Nothing if `patches` (B, T, D) tile a `height` x `width` image with `patch` x `patch` patches; an error otherwise."
-    for name, v in (("height", height), ("width", width), ("patch", patch)): positive_int(name, v)
+    for name, v in (("height", height), ("width", width), ("patch", patch)):
+        positive_int(name, v)
     if not torch.is_tensor(patches) or patches.dim() != 3:
-        raise ValueError(f"patches must be a tensor of shape (B, T, D), got {tuple(patches.shape) if torch.is_tensor(patches) else type(patches).__name__}")
+        raise ValueError(
+            f"patches must be a tensor of shape (B, T, D), got "
+            f"{tuple(patches.shape) if torch.is_tensor(patches) else type(patches).__name__}"
+        )
     B, T, D = patches.shape
     if height % patch or width % patch or D % (patch * patch) or T != (height // patch) * (width // patch):
-        raise ValueError(f"patches of shape {tuple(patches.shape)} do not tile a {height}x{width} image "
-                         f"with {patch}x{patch} patches")
+        raise ValueError(
+            f"patches of shape {tuple(patches.shape)} do not tile a {height}x{width} image with {patch}x{patch} patches"
+        )
 
 # %% ../nbs/19_vision_data.ipynb #cad192f5
 @dataclass
 class ImageData:
     "Train and test images (N, H, W, C) in their stored dtype, labels, and what `prepare` needs."
+
     name: str
     train_images: Tensor
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    mean: Tensor                     # (C,) training-set channel means, after to_unit
-    std: Tensor                      # (C,)
+    mean: Tensor  # (C,) training-set channel means, after to_unit
+    std: Tensor  # (C,)
     patch: int = 2
     classes: tuple = tuple(str(i) for i in range(10))
 
@@ -239,8 +337,10 @@ class ImageData:
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if images.dim() != 4 or len(images) == 0 or len(images) != len(labels):
-                raise ValueError(f"{split}_images must be a non-empty (N, H, W, C) batch with one label each, got "
-                                 f"{tuple(images.shape)} images and {len(labels)} labels")
+                raise ValueError(
+                    f"{split}_images must be a non-empty (N, H, W, C) batch with one label each, got "
+                    f"{tuple(images.shape)} images and {len(labels)} labels"
+                )
         H, W, _ = self.image_shape
         if positive_int("patch", self.patch) > min(H, W) or H % self.patch or W % self.patch:
             raise ValueError(f"patch={self.patch} does not tile the {H}x{W} images; use a patch size that divides both")
@@ -250,7 +350,8 @@ class ImageData:
         return patchify(standardise(images, self.mean, self.std), self.patch)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]: return tuple(self.train_images.shape[1:])
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
 
     @property
     def n_patches(self) -> int:
@@ -258,7 +359,9 @@ class ImageData:
         return (H // self.patch) * (W // self.patch)
 
     @property
-    def patch_dim(self) -> int: return self.patch * self.patch * self.image_shape[2]
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * self.image_shape[2]
+
 
 def digits_data(test_fraction: float = 0.2, seed: int = 0, patch: int = 2) -> ImageData:
     "scikit-learn's digits with a seeded train/test split (1,438 / 359 at the defaults)."
@@ -267,20 +370,35 @@ def digits_data(test_fraction: float = 0.2, seed: int = 0, patch: int = 2) -> Im
     mean, std = channel_stats(images[train])
     return ImageData("digits", images[train], labels[train], images[test], labels[test], mean, std, patch)
 
-def cifar5m_data(root: str | Path, train_parts: Sequence[int] = (0, 1, 2, 3, 4), test_part: int = 5,
-                 test_size: int = 10_000, patch: int = 2) -> ImageData:
+
+def cifar5m_data(
+    root: str | Path,
+    train_parts: Sequence[int] = (0, 1, 2, 3, 4),
+    test_part: int = 5,
+    test_size: int = 10_000,
+    patch: int = 2,
+) -> ImageData:
     "CIFAR-5m: `train_parts` for training, the first `test_size` images of `test_part` held out for testing."
-    if test_part in train_parts: raise ValueError(f"test_part {test_part} is also a training part; hold out a different part")
-    positive_int("test_size", test_size); positive_int("patch", patch)
+    if test_part in train_parts:
+        raise ValueError(f"test_part {test_part} is also a training part; hold out a different part")
+    positive_int("test_size", test_size)
+    positive_int("patch", patch)
     train_x, train_y = load_cifar5m(root, train_parts)
     test_x, test_y = load_cifar5m(root, [test_part])
-    mean, std = channel_stats(train_x[:100_000])                  # 100,000 images estimate the statistics well
-    return ImageData("cifar5m", train_x, train_y, test_x[:test_size], test_y[:test_size], mean, std, patch,
-                     CIFAR10_CLASSES)
+    mean, std = channel_stats(train_x[:100_000])  # 100,000 images estimate the statistics well
+    return ImageData(
+        "cifar5m", train_x, train_y, test_x[:test_size], test_y[:test_size], mean, std, patch, CIFAR10_CLASSES
+    )
 
 # %% ../nbs/19_vision_data.ipynb #b91b6c07
-def minibatches(images: Tensor, labels: Tensor, batch_size: int, generator: torch.Generator,
-                epochs: int | None = None, drop_last: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+def minibatches(
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    epochs: int | None = None,
+    drop_last: bool = True,
+) -> Iterator[tuple[Tensor, Tensor]]:
     "Shuffled (images, labels) batches, a fresh permutation from `generator` each epoch; forever if `epochs` is None."
     n = _check_minibatches(images, labels, batch_size, generator, epochs, drop_last)
     epoch = 0
@@ -288,7 +406,7 @@ def minibatches(images: Tensor, labels: Tensor, batch_size: int, generator: torc
         perm = torch.randperm(n, generator=generator)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
-            idx = perm[start:start + batch_size]
+            idx = perm[start : start + batch_size]
             yield images[idx], labels[idx]
         epoch += 1
 
@@ -296,12 +414,17 @@ def minibatches(images: Tensor, labels: Tensor, batch_size: int, generator: torc
 def _check_minibatches(images, labels, batch_size, generator, epochs, drop_last) -> int:
     "The number of examples, once `minibatches`' arguments are checked; an error naming the argument otherwise."
     n = len(labels)
-    if len(images) != n: raise ValueError(f"{len(images)} images but {n} labels")
-    if n == 0: raise ValueError("minibatches needs at least one example, got 0 images and labels")
+    if len(images) != n:
+        raise ValueError(f"{len(images)} images but {n} labels")
+    if n == 0:
+        raise ValueError("minibatches needs at least one example, got 0 images and labels")
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator (seeded, for reproducible batches), got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator (seeded, for reproducible batches), got {type(generator).__name__}"
+        )
     real_bool("drop_last", drop_last)
     if positive_int("batch_size", batch_size) > n:
         raise ValueError(f"batch_size must be an int from 1 to the number of examples ({n}), got {batch_size!r}")
-    if epochs is not None: positive_int("epochs", epochs, minimum=0)
+    if epochs is not None:
+        positive_int("epochs", epochs, minimum=0)
     return n

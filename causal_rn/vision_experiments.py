@@ -28,28 +28,50 @@ __all__ = ['VISION_KINDS', 'IMAGE_DATA', 'ONE_EPOCH', 'VISION_PRESETS', 'VISION_
 VISION_KINDS = ("linear_bi_rn", "transformer", "linear_transformer")
 IMAGE_DATA = ("digits", "cifar5m")
 
+
 @dataclass(frozen=True)
 class VisionConfig:
     "Image classification: which images, the batch, how the test set is scored."
-    data: str = "digits"                         # "digits" (scikit-learn's 8x8, offline) or "cifar5m" (in data_dir)
-    batch_size: int = 64                         # images per optimizer step (global, over all processes)
-    eval_batch: int = role(1024, FREE)           # test images per forward pass when scoring the test set
-    data_dir: str | None = role(None, FREE)      # the CIFAR-5m folder (cifar5m_part*.npz), for data "cifar5m"
+
+    data: str = "digits"  # "digits" (scikit-learn's 8x8, offline) or "cifar5m" (in data_dir)
+    batch_size: int = 64  # images per optimizer step (global, over all processes)
+    eval_batch: int = role(1024, FREE)  # test images per forward pass when scoring the test set
+    data_dir: str | None = role(None, FREE)  # the CIFAR-5m folder (cifar5m_part*.npz), for data "cifar5m"
 
     def __post_init__(self):
-        one_of("data", self.data, IMAGE_DATA); positive_int("batch_size", self.batch_size); positive_int("eval_batch", self.eval_batch)
+        one_of("data", self.data, IMAGE_DATA)
+        positive_int("batch_size", self.batch_size)
+        positive_int("eval_batch", self.eval_batch)
         if self.data == "cifar5m" and self.data_dir is None:
             raise ValueError("data 'cifar5m' needs data_dir= (--data_dir), the folder of the CIFAR-5m files")
 
+
 ONE_EPOCH = "one epoch"
 VISION_PRESETS = {
-    "cpu": Preset(model=dict(d_model=64, n_blocks=4), task=dict(batch_size=64), train=dict(iterations=1000, lr=1e-3, eval_every=25)),
+    "cpu": Preset(
+        model=dict(d_model=64, n_blocks=4),
+        task=dict(batch_size=64),
+        train=dict(iterations=1000, lr=1e-3, eval_every=25),
+    ),
     # the authors' code (src_cifar5m/config_training_causal.py), where it differs from the paper's text
-    "paper": Preset(model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0), task=dict(data="cifar5m", batch_size=320),
-                    train=dict(iterations=ONE_EPOCH, lr=1e-4, warmup=2000, schedule="cosine", min_lr=1e-5, betas=(0.9, 0.999),
-                               weight_decay=0.0, grad_clip=1.0, eval_every=100)),
+    "paper": Preset(
+        model=dict(d_model=768, d_hidden=3072, n_blocks=12, eps=0.0),
+        task=dict(data="cifar5m", batch_size=320),
+        train=dict(
+            iterations=ONE_EPOCH,
+            lr=1e-4,
+            warmup=2000,
+            schedule="cosine",
+            min_lr=1e-5,
+            betas=(0.9, 0.999),
+            weight_decay=0.0,
+            grad_clip=1.0,
+            eval_every=100,
+        ),
+    ),
 }
-# what a preset sets per block type, on top of VISION_PRESETS: the authors' Transformers use 12 heads of 64, their relation networks one
+# what a preset sets per block type, on top of VISION_PRESETS: the authors' Transformers use 12 heads of 64, their
+# relation networks one
 VISION_BLOCK_MODEL = {"paper": {"attention": dict(n_heads=12), "relation": dict(n_heads=1)}}
 
 # %% ../nbs/20_vision.ipynb #9583bbed
@@ -60,43 +82,59 @@ def evaluate_classifier(model: Model, data: ImageData, images: Tensor, labels: T
     model.eval()
     loss, correct = 0.0, 0
     for start in range(0, len(labels), batch):
-        y = labels[start:start + batch].to(device)
-        logits = model(data.prepare(images[start:start + batch]).to(device))          # (b, n_classes)
+        y = labels[start : start + batch].to(device)
+        logits = model(data.prepare(images[start : start + batch]).to(device))  # (b, n_classes)
         loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(-1) == y).sum().item()
     model.train(was_training)
     return dict(loss=loss / len(labels), accuracy=correct / len(labels))
 
+
 def image_data(cfg: VisionConfig) -> ImageData:
     "The images `cfg.data` names."
     return digits_data() if cfg.data == "digits" else cifar5m_data(cfg.data_dir)
 
+
 class VisionTask(Task):
     "Patch classification for `fit`: shuffled epochs of training images, cross-entropy, test-set scores."
+
     name = "vision"
+
     def __init__(self, cfg: VisionConfig, data: ImageData | None = None):
         super().__init__(cfg)
-        if data is not None and data.name != cfg.data: raise ValueError(f"data is {data.name!r} but the config says {cfg.data!r}")
+        if data is not None and data.name != cfg.data:
+            raise ValueError(f"data is {data.name!r} but the config says {cfg.data!r}")
         self.data = data if data is not None else image_data(cfg)
         if cfg.batch_size > len(self.data.train_labels):
-            raise ValueError(f"batch_size={cfg.batch_size} is more than the {len(self.data.train_labels)} training images")
+            raise ValueError(
+                f"batch_size={cfg.batch_size} is more than the {len(self.data.train_labels)} training images"
+            )
         self.perm, self.pos = None, 0
 
     def model_fields(self) -> dict:
         d = self.data
-        return dict(vocab_size=None, input="patches", patch_dim=d.patch_dim, head="classify", n_classes=len(d.classes),
-                    context=d.n_patches + 1, causal=False)             # every vision model is bidirectional
+        return dict(
+            vocab_size=None,
+            input="patches",
+            patch_dim=d.patch_dim,
+            head="classify",
+            n_classes=len(d.classes),
+            context=d.n_patches + 1,
+            causal=False,
+        )  # every vision model is bidirectional
 
     def batch(self, generator, device):
         n, B = len(self.data.train_labels), self.cfg.batch_size
-        if self.perm is None or self.pos + B > n:                      # a new epoch (the last partial batch is dropped)
+        if self.perm is None or self.pos + B > n:  # a new epoch (the last partial batch is dropped)
             self.perm, self.pos = torch.randperm(n, generator=generator), 0
-        idx = self.perm[self.pos:self.pos + B]
+        idx = self.perm[self.pos : self.pos + B]
         self.pos += B
         return self.data.prepare(self.data.train_images[idx]).to(device), self.data.train_labels[idx].to(device)
 
     def loss(self, logits, y):
-        return F.cross_entropy(logits.float(), y), dict(accuracy=(logits.detach().argmax(-1) == y).float().mean().item())
+        return F.cross_entropy(logits.float(), y), dict(
+            accuracy=(logits.detach().argmax(-1) == y).float().mean().item()
+        )
 
     def evaluate(self, model, device) -> dict:
         s = evaluate_classifier(model, self.data, self.data.test_images, self.data.test_labels, self.cfg.eval_batch)
@@ -104,27 +142,43 @@ class VisionTask(Task):
 
     def summary(self, model, rows, device) -> dict:
         scored = [r for r in rows if r.get("test_accuracy") is not None]
-        return dict(data=self.data.name, n_train=len(self.data.train_labels), n_test=len(self.data.test_labels),
-                    final_train_loss=rows[-1]["loss"] if rows else None,
-                    final_test_loss=scored[-1]["test_loss"] if scored else None,
-                    final_test_accuracy=scored[-1]["test_accuracy"] if scored else None,
-                    best_test_accuracy=max((r["test_accuracy"] for r in scored), default=None))
+        return dict(
+            data=self.data.name,
+            n_train=len(self.data.train_labels),
+            n_test=len(self.data.test_labels),
+            final_train_loss=rows[-1]["loss"] if rows else None,
+            final_test_loss=scored[-1]["test_loss"] if scored else None,
+            final_test_accuracy=scored[-1]["test_accuracy"] if scored else None,
+            best_test_accuracy=max((r["test_accuracy"] for r in scored), default=None),
+        )
 
-    def state_dict(self) -> dict: return dict(perm=self.perm, pos=self.pos)
-    def load_state_dict(self, state: dict): self.perm, self.pos = state["perm"], state["pos"]
+    def state_dict(self) -> dict:
+        return dict(perm=self.perm, pos=self.pos)
 
-def vision_run_config(kind: str, data: ImageData | None = None, preset: str = "cpu", model: dict | None = None,
-                      train: dict | None = None):
-    "(ModelConfig, VisionTask, TrainConfig) of a classifier: a preset, then overrides (task and loop fields together in `train`)."
+    def load_state_dict(self, state: dict):
+        self.perm, self.pos = state["perm"], state["pos"]
+
+
+def vision_run_config(
+    kind: str, data: ImageData | None = None, preset: str = "cpu", model: dict | None = None, train: dict | None = None
+):
+    """(ModelConfig, VisionTask, TrainConfig) of a classifier: a preset, then overrides (task and loop fields together
+    in `train`)."""
     train = dict(train or {})
-    if data is not None: train.setdefault("data", data.name)
+    if data is not None:
+        train.setdefault("data", data.name)
     per_block = VISION_BLOCK_MODEL.get(preset, {}).get(KINDS[kind].block, {}) if kind in KINDS else {}
-    model = {**per_block, **(model or {})}                         # the caller's model fields win
+    model = {**per_block, **(model or {})}  # the caller's model fields win
     epoch = VISION_PRESETS[one_of("preset", preset, tuple(VISION_PRESETS))].train.get("iterations") == ONE_EPOCH
-    if epoch and "iterations" not in train: train["iterations"] = 1               # a placeholder: one epoch, counted below
-    else: epoch = False
-    model_cfg, task, cfg = configure(VisionTask, VisionConfig, VISION_PRESETS, kind, preset, model=model, train=train, data=data)
-    if epoch: cfg = replace(cfg, iterations=max(1, len(task.data.train_labels) // task.cfg.batch_size))
+    if epoch and "iterations" not in train:
+        train["iterations"] = 1  # a placeholder: one epoch, counted below
+    else:
+        epoch = False
+    model_cfg, task, cfg = configure(
+        VisionTask, VisionConfig, VISION_PRESETS, kind, preset, model=model, train=train, data=data
+    )
+    if epoch:
+        cfg = replace(cfg, iterations=max(1, len(task.data.train_labels) // task.cfg.batch_size))
     return model_cfg, task, cfg
 
 # %% ../nbs/20_vision.ipynb #9c853d40
@@ -132,69 +186,114 @@ def vision_run_name(kind: str, preset: str = "cpu", data: str = "digits") -> str
     "Folder name of a run under results/vision/."
     return f"{preset}-{data}-{kind}"
 
-def run_vision(kind: str, data: ImageData, preset: str = "cpu", root: str | Path = "results/vision",
-               model: dict | None = None, train: dict | None = None, name: str | None = None,
-               force: bool = False, progress: bool = True, log=print) -> dict:
+
+def run_vision(
+    kind: str,
+    data: ImageData,
+    preset: str = "cpu",
+    root: str | Path = "results/vision",
+    model: dict | None = None,
+    train: dict | None = None,
+    name: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log=print,
+) -> dict:
     "The summary of the run `root/name` with this configuration: stored if it finished, else trained (or resumed)."
     model_cfg, task, cfg = vision_run_config(kind, data, preset, model, train)
     out = Path(root) / (name or vision_run_name(kind, preset, data.name))
-    if force and out.exists(): shutil.rmtree(out)
+    if force and out.exists():
+        shutil.rmtree(out)
     return fit(model_cfg, task, cfg, out, preset=preset, finished="strict", progress=progress, log=log)
 
-def _report(s: dict, args) -> str:
-    return (f"{s['kind']} on {s['data']} ({s['preset']} preset, {s['device']}): {s['iterations']} iterations in "
-            f"{s['wall_time_s']:.0f} s; test accuracy {100 * s['final_test_accuracy']:.2f}% on {s['n_test']} images"
-            + (f"; results in {args.out}" if args.out else ""))
 
-main = task_command("causal-rn-vision", "Train a patch classifier (Appendix C of the paper) and report its test accuracy.",
-                    VisionConfig, VISION_PRESETS, lambda args, **kw: vision_run_config(args.kind, None, args.preset, kw["model"], {**kw["task"], **kw["train"]}),
-                    _report, kinds=VISION_KINDS, default_kind="linear_bi_rn")
+def _report(s: dict, args) -> str:
+    return (
+        f"{s['kind']} on {s['data']} ({s['preset']} preset, {s['device']}): {s['iterations']} iterations in "
+        f"{s['wall_time_s']:.0f} s; test accuracy {100 * s['final_test_accuracy']:.2f}% on {s['n_test']} images"
+        + (f"; results in {args.out}" if args.out else "")
+    )
+
+
+main = task_command(
+    "causal-rn-vision",
+    "Train a patch classifier (Appendix C of the paper) and report its test accuracy.",
+    VisionConfig,
+    VISION_PRESETS,
+    lambda args, **kw: vision_run_config(args.kind, None, args.preset, kw["model"], {**kw["task"], **kw["train"]}),
+    _report,
+    kinds=VISION_KINDS,
+    default_kind="linear_bi_rn",
+)
 
 # %% ../nbs/20_vision.ipynb #9a2eb7ed
 @torch.no_grad()
 def cls_pair_preactivations(model: Model, patches: Tensor, layer: int) -> Tensor:
-    "(B, T+1, d_h) pre-activations of the pairs (memory i, output <CLS>) in block `layer`: patches i < T, then <CLS> itself."
-    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
+    """(B, T+1, d_h) pre-activations of the pairs (memory i, output <CLS>) in block `layer`: patches i < T, then <CLS>
+    itself."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
     cfg = model.cfg
     if KINDS[cfg.kind].block != "relation":
-        raise ValueError(f"a {cfg.kind} has no relation blocks; heat maps need one of {[k for k, v in KINDS.items() if v.block == 'relation']}")
-    if cfg.head != "classify": raise ValueError("heat maps need a classifier with a <CLS> token (head='classify')")
+        raise ValueError(
+            f"a {cfg.kind} has no relation blocks; heat maps need one of "
+            f"{[k for k, v in KINDS.items() if v.block == 'relation']}"
+        )
+    if cfg.head != "classify":
+        raise ValueError("heat maps need a classifier with a <CLS> token (head='classify')")
     n = len(model.blocks)
     if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
         raise IndexError(f"layer must be a block index from {-n} to {n - 1}, got {layer!r}")
     block: RelationBlock = model.blocks[layer]
     captured = []
     handle = block.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-    try: model(patches)
-    finally: handle.remove()
-    x = captured[0]                                                              # (B, T+1, d_e), <CLS> last
+    try:
+        model(patches)
+    finally:
+        handle.remove()
+    x = captured[0]  # (B, T+1, d_e), <CLS> last
     h = block.mu(x, block.eps)
-    q = split_heads(block.to_q(h[:, -1:]), block.n_heads)                        # (B*nh, 1, d_h/nh): output side j = <CLS>
-    p = split_heads(block.to_p(h), block.n_heads)                                # (B*nh, T+1, d_h/nh): memory side, every i
-    pre = block.spec.join()(p, q)                                                # (B*nh, T+1, d_h/nh), per head
-    return merge_heads(pre, block.n_heads)                                        # (B, T+1, d_h)
+    q = split_heads(block.to_q(h[:, -1:]), block.n_heads)  # (B*nh, 1, d_h/nh): output side j = <CLS>
+    p = split_heads(block.to_p(h), block.n_heads)  # (B*nh, T+1, d_h/nh): memory side, every i
+    pre = block.spec.join()(p, q)  # (B*nh, T+1, d_h/nh), per head
+    return merge_heads(pre, block.n_heads)  # (B, T+1, d_h)
+
 
 def cls_relation_map(model: Model, patches: Tensor, layer: int) -> Tensor:
-    "(B, T): for each image, the L2 norm of each patch's activated pair term with <CLS> in block `layer`, summing to 1 over patches (no gradients)."
-    pre = cls_pair_preactivations(model, patches, layer)[:, :-1]                 # (B, T, d_h), <CLS>-<CLS> left out
+    """(B, T): for each image, the L2 norm of each patch's activated pair term with <CLS> in block `layer`, summing to 1
+    over patches (no gradients)."""
+    pre = cls_pair_preactivations(model, patches, layer)[:, :-1]  # (B, T, d_h), <CLS>-<CLS> left out
     act = model.blocks[layer].spec.act
-    if act == "exp": return torch.softmax(0.5 * torch.logsumexp(2 * pre, -1), -1)   # ||exp(n)|| = exp(logsumexp(2n) / 2)
-    m = get_activation(act)(pre).norm(dim=-1)                                     # (B, T)
+    if act == "exp":
+        return torch.softmax(0.5 * torch.logsumexp(2 * pre, -1), -1)  # ||exp(n)|| = exp(logsumexp(2n) / 2)
+    m = get_activation(act)(pre).norm(dim=-1)  # (B, T)
     return m / m.sum(-1, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
 
 # %% ../nbs/20_vision.ipynb #11906016
 def heatmaps(model: Model, data: ImageData, images: Tensor, layers: list[int] | None = None) -> Tensor:
-    "(n_layers, N, H/patch, W/patch) `cls_relation_map` of stored images (N, H, W, C) at `layers` (default: every block)."
-    if not isinstance(model, Model): raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
-    if not isinstance(data, ImageData): raise TypeError(f"data must be an ImageData (digits_data, cifar5m_data), got {type(data).__name__}")
-    if not torch.is_tensor(images) or images.dim() != 4 or tuple(images.shape[1:]) != data.image_shape or len(images) == 0:
+    """(n_layers, N, H/patch, W/patch) `cls_relation_map` of stored images (N, H, W, C) at `layers` (default: every
+    block)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a Model (from build_model), got {type(model).__name__}")
+    if not isinstance(data, ImageData):
+        raise TypeError(f"data must be an ImageData (digits_data, cifar5m_data), got {type(data).__name__}")
+    if (
+        not torch.is_tensor(images)
+        or images.dim() != 4
+        or tuple(images.shape[1:]) != data.image_shape
+        or len(images) == 0
+    ):
         got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise ValueError(f"images must be a non-empty batch of stored images (N, {', '.join(map(str, data.image_shape))}) "
-                         f"like data's, got {got}")
-    if layers is None: layers = list(range(len(model.blocks)))
+        raise ValueError(
+            f"images must be a non-empty batch of stored images (N, {', '.join(map(str, data.image_shape))}) "
+            f"like data's, got {got}"
+        )
+    if layers is None:
+        layers = list(range(len(model.blocks)))
     if not isinstance(layers, (list, tuple, range)) or not len(layers):
         raise ValueError(f"layers must be None (every block) or a non-empty list of block indices, got {layers!r}")
     H, W, _ = images.shape[1:]
     x = data.prepare(images).to(next(model.parameters()).device)
-    return torch.stack([cls_relation_map(model, x, l).reshape(len(images), H // data.patch, W // data.patch).cpu()
-                        for l in layers])
+    return torch.stack(
+        [cls_relation_map(model, x, l).reshape(len(images), H // data.patch, W // data.patch).cpu() for l in layers]
+    )

@@ -1,4 +1,5 @@
 "The console command causal-rn-bench, as a user runs it."
+
 import json, subprocess
 
 
@@ -11,10 +12,22 @@ def test_bench_help():
 def test_bench_quick_writes_results(tmp_path):
     path = tmp_path / "bench.json"
     # every provider but the compiled one (compiling in each fresh process takes about 10 s)
-    out = subprocess.run(["causal-rn-bench", "--quick", "--repeats", "1", "--out", str(path),
-                          "--providers", "materialised,chunked,triton,linear,sdpa"],
-                         check=True, capture_output=True, text=True).stdout
-    assert "than materialised" in out and str(path) in out          # "faster than" or "slower than"
+    out = subprocess.run(
+        [
+            "causal-rn-bench",
+            "--quick",
+            "--repeats",
+            "1",
+            "--out",
+            str(path),
+            "--providers",
+            "materialised,chunked,triton,linear,sdpa",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "than materialised" in out and str(path) in out  # "faster than" or "slower than"
     res = json.loads(path.read_text())
     assert res["quick"] is True and res["device"].startswith("cpu") and res["torch"]
     seen = {(r["case"], r["passes"], r["provider"]): r for r in res["rows"]}
@@ -25,19 +38,44 @@ def test_bench_quick_writes_results(tmp_path):
     diffs = seen[("copy", "forward+backward", "chunked")]["max_rel_diff_vs_materialised"]
     assert set(diffs) == {"output", "grad q", "grad p"} and max(diffs.values()) < 1e-5
     assert res["exp_ceilings"]["in_cache_exps_per_s"] > 0
-    assert {t["kind"] for t in res["training"]} == {"causal_rn", "linear_causal_rn", "transformer", "linear_transformer"}
+    assert {t["kind"] for t in res["training"]} == {
+        "causal_rn",
+        "linear_causal_rn",
+        "transformer",
+        "linear_transformer",
+    }
 
 
 def test_bench_bad_options_exit_with_a_message(tmp_path):
-    out = subprocess.run(["causal-rn-bench", "--quick", "--providers", "chunked,fast", "--out", str(tmp_path / "x.json")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["causal-rn-bench", "--quick", "--providers", "chunked,fast", "--out", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "unknown providers ['fast']" in out.stderr
 
 
 def test_copy_help_lists_every_option():
     out = subprocess.run(["causal-rn-copy", "--help"], check=True, capture_output=True, text=True).stdout
-    for option in ("--kind", "--preset", "--string_size", "--prenorm", "--postnorm", "--act", "--norm", "--iterations",
-                   "--batch_size", "--lr", "--schedule", "--stop_accuracy", "--seed", "--out", "--device", "--quiet", "--extend"):
+    for option in (
+        "--kind",
+        "--preset",
+        "--string_size",
+        "--prenorm",
+        "--postnorm",
+        "--act",
+        "--norm",
+        "--iterations",
+        "--batch_size",
+        "--lr",
+        "--schedule",
+        "--stop_accuracy",
+        "--seed",
+        "--out",
+        "--device",
+        "--quiet",
+        "--extend",
+    ):
         assert option in out, option
 
 
@@ -53,7 +91,9 @@ def test_copy_trains_resumes_and_reports(tmp_path):
 
 
 def test_copy_bad_options_exit_with_a_message(tmp_path):
-    out = subprocess.run(["causal-rn-copy", "--kind", "transformer", "--act", "relu", "--quiet"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["causal-rn-copy", "--kind", "transformer", "--act", "relu", "--quiet"], capture_output=True, text=True
+    )
     assert out.returncode != 0 and "leave them at their defaults" in out.stderr
     out = subprocess.run(["causal-rn-copy", "--preset", "gpu", "--quiet"], capture_output=True, text=True)
     assert out.returncode != 0 and "invalid choice: 'gpu'" in out.stderr
@@ -61,16 +101,19 @@ def test_copy_bad_options_exit_with_a_message(tmp_path):
 
 def test_copy_sigterm_writes_a_checkpoint_and_resumes(tmp_path):
     import signal, time
+
     out = tmp_path / "run"
     cmd = ["causal-rn-copy", "--string_size", "4", "--iterations", "100000", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err                                        # 128 + SIGTERM
+    assert proc.returncode == 143, err  # 128 + SIGTERM
     assert "SIGTERM: stopped after iteration" in err and "run the same command again to resume" in err
     from causal_rn.runs import read_checkpoint
+
     ckpt = read_checkpoint(out / "checkpoint.pt")
     rows = (out / "metrics.csv").read_text().splitlines()
     assert ckpt["iteration"] == len(rows) - 1 >= 100

@@ -1,17 +1,21 @@
 "The copy training loop under torchrun with DistributedDataParallel (gloo, 2 CPU processes) against one process."
+
 import csv, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
 
 ARGS = ["--string_size", "4", "--batch_size", "8", "--quiet", "--seed", "3"]
-TOLERANCE = 1e-4          # absolute, on per-iteration losses near 3.3 (float32; the reductions run in another order)
+TOLERANCE = 1e-4  # absolute, on per-iteration losses near 3.3 (float32; the reductions run in another order)
 
 
 def copy_cmd(world: int, iterations: int, out: Path) -> list[str]:
     exe = shutil.which("causal-rn-copy")
-    base = [exe] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                     f"--nproc_per_node={world}", exe]
+    base = (
+        [exe]
+        if world == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", exe]
+    )
     return base + ARGS + ["--iterations", str(iterations), "--out", str(out)]
 
 
@@ -43,8 +47,8 @@ def test_two_processes_match_one(single, tmp_path):
 
 def test_resume_on_another_world_size(single, tmp_path):
     out = tmp_path / "switch"
-    run(copy_cmd(2, 6, out))                       # 6 iterations on 2 processes...
-    run(copy_cmd(1, 12, out) + ["--extend"])       # ...extended on 1 up to 12
+    run(copy_cmd(2, 6, out))  # 6 iterations on 2 processes...
+    run(copy_cmd(1, 12, out) + ["--extend"])  # ...extended on 1 up to 12
     resumed = losses(out)
     assert len(resumed) == 12
     assert max(abs(a - b) for a, b in zip(resumed, single)) < TOLERANCE
@@ -59,14 +63,44 @@ def test_batch_must_divide(tmp_path):
 
 def test_language_model_on_two_processes_matches_one(tmp_path):
     "The same engine under the LM task: 2 gloo processes against 1, every logged loss and validation loss."
-    args = ["--context", "16", "--batch_size", "8", "--d_model", "16", "--n_blocks", "1", "--iterations", "8",
-            "--eval_every", "4", "--eval_batches", "1", "--quiet", "--seed", "1"]
+    args = [
+        "--context",
+        "16",
+        "--batch_size",
+        "8",
+        "--d_model",
+        "16",
+        "--n_blocks",
+        "1",
+        "--iterations",
+        "8",
+        "--eval_every",
+        "4",
+        "--eval_batches",
+        "1",
+        "--quiet",
+        "--seed",
+        "1",
+    ]
     exe = shutil.which("causal-rn-lm")
     run([exe, *args, "--out", str(tmp_path / "one")])
-    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", exe, *args, "--out", str(tmp_path / "two")])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            exe,
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ]
+    )
     one, two = (list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("one", "two"))
     assert len(one) == len(two) == 8
     for a, b in zip(one, two):
         for column in ("loss", "valid_loss"):
-            if a[column] or b[column]: assert abs(float(a[column]) - float(b[column])) < TOLERANCE, (column, a, b)
+            if a[column] or b[column]:
+                assert abs(float(a[column]) - float(b[column])) < TOLERANCE, (column, a, b)
     assert '"world_size": 2' in (tmp_path / "two" / "summary.json").read_text()

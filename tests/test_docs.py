@@ -4,6 +4,7 @@ Needs Debian's `chromium` (CI installs it). Without it these tests skip, unless
 CAUSAL_RN_REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser is a failure.
 CAUSAL_RN_DOCS_NBS=/some/copy/of/nbs builds and checks the site of a trial copy of the notebooks.
 """
+
 import functools, html, http.server, json, os, re, shutil, subprocess, sys, threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,25 +18,42 @@ import build_docs  # noqa: E402
 
 NBS = Path(os.environ.get("CAUSAL_RN_DOCS_NBS") or ROOT / "nbs").resolve()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DESKTOP = 1400           # px: a normal desktop browser window
+DESKTOP = 1400  # px: a normal desktop browser window
 DERIVATION = ["01_relation_networks", "02_factorised", "03_linearisation", "04_normalisation"]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-         "--no-first-run", "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=8000",
+]
 
 
 class Links(HTMLParser):
     "Every href/src and every id of a page."
+
     def __init__(self):
-        super().__init__(); self.hrefs, self.srcs, self.ids = [], [], set()
+        super().__init__()
+        self.hrefs, self.srcs, self.ids = [], [], set()
+
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if a.get("id"): self.ids.add(a["id"])
-        if tag == "a" and a.get("href"): self.hrefs.append(a["href"])
-        if tag == "img" and a.get("src"): self.srcs.append(a["src"])
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"])
+        if tag == "img" and a.get("src"):
+            self.srcs.append(a["src"])
 
 
 def parse(html: str) -> Links:
-    p = Links(); p.feed(html); return p
+    p = Links()
+    p.feed(html)
+    return p
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +80,15 @@ def pages(site: Path) -> list[str]:
 def browse(url: str, tmp_path: Path) -> str:
     "The page's DOM after its scripts (MathJax) ran, from headless Chromium."
     if CHROMIUM is None:
-        if os.environ.get("CAUSAL_RN_REQUIRE_BROWSER"): pytest.fail("chromium is not installed (apt-get install chromium)")
+        if os.environ.get("CAUSAL_RN_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium)")
         pytest.skip("chromium is not installed; apt-get install chromium")
-    r = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -100,9 +123,12 @@ def test_internal_links_and_images_resolve(site):
         page = parse((site / f"{name}.html").read_text())
         for ref in page.hrefs + page.srcs:
             parts = urlsplit(ref)
-            if parts.scheme or ref.startswith(("mailto:", "//")): continue
+            if parts.scheme or ref.startswith(("mailto:", "//")):
+                continue
             target = (site / f"{name}.html").parent / unquote(parts.path) if parts.path else site / f"{name}.html"
-            if not target.exists(): broken.append(f"{name}: {ref}"); continue
+            if not target.exists():
+                broken.append(f"{name}: {ref}")
+                continue
             if parts.fragment and target.suffix == ".html" and parts.fragment not in parse(target.read_text()).ids:
                 broken.append(f"{name}: {ref} (no such anchor)")
     assert not broken, f"{len(broken)} broken links, first: {broken[:10]}"
@@ -122,27 +148,38 @@ def test_pages_load_in_chromium_with_math_and_figures(server, site, tmp_path):
 
 def _code_cells():
     import nbformat
+
     for path in sorted(NBS.glob("*.ipynb")):
         for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
-            if cell.cell_type == "code": yield path.name, i, cell
+            if cell.cell_type == "code":
+                yield path.name, i, cell
 
 
 def test_notebooks_are_committed_with_their_outputs():
     "The site shows stored outputs: a notebook committed without running would show a page without its results."
-    missing = [f"{name} cell {i}" for name, i, cell in _code_cells()
-               if not cell.source.startswith(("#| slow", "#| gpu", "#| hide", "#| export"))
-               and re.search(r"^\s*(print\(|plt\.|fig, |fig\.|show_doc\()", cell.source, re.MULTILINE) and not cell.outputs]
-    assert not missing, f"cells that print or draw but have no stored output (run the notebook, then nbdev_clean): {missing}"
+    missing = [
+        f"{name} cell {i}"
+        for name, i, cell in _code_cells()
+        if not cell.source.startswith(("#| slow", "#| gpu", "#| hide", "#| export"))
+        and re.search(r"^\s*(print\(|plt\.|fig, |fig\.|show_doc\()", cell.source, re.MULTILINE)
+        and not cell.outputs
+    ]
+    assert not missing, (
+        f"cells that print or draw but have no stored output (run the notebook, then nbdev_clean): {missing}"
+    )
 
 
 def test_imports_stand_in_cells_of_their_own():
-    "nbdev's docs processing executes every cell that imports something, out of order: a cell that also computes (or trains) would run there."
+    """nbdev's docs processing executes every cell that imports something, out of order: a cell that also computes (or
+    trains) would run there."""
     import ast
+
     offenders = []
     for name, i, cell in _code_cells():
-        if name == "index.ipynb" or cell.source.startswith(("#| export", "#| hide")): continue
+        if name == "index.ipynb" or cell.source.startswith(("#| export", "#| hide")):
+            continue
         tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.startswith("%")))
-        imports = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))   # as nbdev looks: anywhere
+        imports = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))  # as nbdev looks: anywhere
         if imports and not all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body):
             offenders.append(f"{name} cell {i}")
     assert not offenders, f"move the imports of these cells into a cell of their own: {offenders}"
@@ -150,8 +187,10 @@ def test_imports_stand_in_cells_of_their_own():
 
 # --- What a reader sees: implementation code, widgets, layout, folded solutions -------------------------------
 
+
 def _notebook(stem: str):
     import nbformat
+
     return nbformat.read(NBS / f"{stem}.ipynb", as_version=4)
 
 
@@ -166,7 +205,12 @@ def _text(fragment: str) -> str:
 
 def _code_texts(page_html: str) -> list[str]:
     "The text of every code cell's source on the page."
-    return [_text(p) for b in _blocks(page_html) if 'class="cell_input' in b for p in re.findall(r"<pre>(.*?)</pre>", b, re.S)]
+    return [
+        _text(p)
+        for b in _blocks(page_html)
+        if 'class="cell_input' in b
+        for p in re.findall(r"<pre>(.*?)</pre>", b, re.S)
+    ]
 
 
 # A line of the tiled forward and one of the hand-written backward of the relation operator.
@@ -174,7 +218,8 @@ IMPLEMENTATION = {"_forward_tile": "online maximum per output row", "_backward_t
 
 
 def test_operator_page_shows_the_implementation(site):
-    "Lesson cells are `#| exports`: the operator page shows the code of the tiled forward and backward, not only signatures."
+    """Lesson cells are `#| exports`: the operator page shows the code of the tiled forward and backward, not only
+    signatures."""
     sources = [c.source for c in _notebook("05_relation").cells if c.cell_type == "code"]
     code = "\n".join(_code_texts((site / "05_relation.html").read_text()))
     for fn, marker in IMPLEMENTATION.items():
@@ -184,24 +229,39 @@ def test_operator_page_shows_the_implementation(site):
         start = next(i for i, l in enumerate(lines) if l.startswith(f"def {fn}("))
         end = next((i for i in range(start + 1, len(lines)) if lines[i][:1].strip() and lines[i][0] != ")"), len(lines))
         line = next((l.strip() for l in lines[start:end] if marker in l), None)
-        assert line is not None, f"{fn} in 05_relation.ipynb has no line with {marker!r}: pick another line for this test"
-        assert cell.startswith("#| exports"), f"the cell of {fn} in 05_relation.ipynb is not `#| exports`, so the site hides its code"
+        assert line is not None, (
+            f"{fn} in 05_relation.ipynb has no line with {marker!r}: pick another line for this test"
+        )
+        assert cell.startswith("#| exports"), (
+            f"the cell of {fn} in 05_relation.ipynb is not `#| exports`, so the site hides its code"
+        )
         assert line in code, f"the operator page does not show this line of {fn}: {line!r}"
 
 
 def test_exported_code_comes_before_its_api_entry(site):
-    "Every `#| exports` cell: its code, then right after it the API entry of a name it defines (unless a show_doc cell places it)."
+    """Every `#| exports` cell: its code, then right after it the API entry of a name it defines (unless a show_doc cell
+    places it)."""
     checked, wrong = 0, []
     for name in pages(site):
         blocks, nb = _blocks((site / f"{name}.html").read_text()), _notebook(name)
-        placed = set(re.findall(r"^show_doc\((\w+)\)", "\n".join(c.source for c in nb.cells if c.cell_type == "code"), re.M))
+        placed = set(
+            re.findall(r"^show_doc\((\w+)\)", "\n".join(c.source for c in nb.cells if c.cell_type == "code"), re.M)
+        )
         for cell in nb.cells:
-            if cell.cell_type != "code" or not cell.source.startswith("#| exports"): continue
+            if cell.cell_type != "code" or not cell.source.startswith("#| exports"):
+                continue
             names = [n for n in re.findall(r"^(?:def|class) ([A-Za-z]\w*)", cell.source, re.M) if n not in placed]
-            if not names: continue
+            if not names:
+                continue
             first_line = next(l for l in cell.source.splitlines() if re.match(rf"(?:def|class) {names[0]}\b", l))
-            at = [i for i, b in enumerate(blocks) if 'class="cell_input' in b and first_line in "\n".join(_code_texts(b))]
-            if not at: wrong.append(f"{name}: the code of {names[0]} is not on the page"); continue
+            at = [  # the line itself at the start of a line: `    def generate(` in a class is another function
+                i
+                for i, b in enumerate(blocks)
+                if 'class="cell_input' in b and re.search(rf"^{re.escape(first_line)}", "\n".join(_code_texts(b)), re.M)
+            ]
+            if not at:
+                wrong.append(f"{name}: the code of {names[0]} is not on the page")
+                continue
             following = blocks[at[0] + 1] if at[0] + 1 < len(blocks) else ""
             rubric = re.search(r'<p class="rubric"[^>]*>(.*?)</p>', following, re.S)
             if not rubric or _text(rubric.group(1)).strip() not in names:
@@ -223,7 +283,8 @@ def _is_tqdm(text: str) -> bool:
 
 
 def test_explorer_notes_only_next_to_explorers(site):
-    "Progress bars (tqdm widgets) leave no trace; each explorer widget gets one note; a note that says 'the figure above' has one."
+    """Progress bars (tqdm widgets) leave no trace; each explorer widget gets one note; a note that says 'the figure
+    above' has one."""
     total = 0
     for name in pages(site):
         page = (site / f"{name}.html").read_text()
@@ -233,9 +294,11 @@ def test_explorer_notes_only_next_to_explorers(site):
         assert not re.search(r"\d+%\|", _text(page)), f"{name}: a progress bar's text is on the page"
         for m in re.finditer(r'class="explorer-note">([^<]*)', page):
             if "figure above" in m.group(1):
-                before = page[:m.start()]
-                since_heading = before[max(before.rfind("<h1"), before.rfind("<h2"), before.rfind("<h3")):]
-                assert "<img" in since_heading, f"{name}: an explorer note speaks of 'the figure above', but there is none"
+                before = page[: m.start()]
+                since_heading = before[max(before.rfind("<h1"), before.rfind("<h2"), before.rfind("<h3")) :]
+                assert "<img" in since_heading, (
+                    f"{name}: an explorer note speaks of 'the figure above', but there is none"
+                )
         total += explorers
     assert "explorer-note" not in (site / "13_copy_ablations.html").read_text(), "the Fig. 2 page has an explorer note"
     assert total >= 2, "the explorer notebooks display no explorer any more?"
@@ -250,13 +313,20 @@ frame.onload = () => setTimeout(() => {
   const doc = frame.contentDocument;
   const shown = e => { if (!e) return false; const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
   const height = e => e.getBoundingClientRect().height;
-  const unfold = d => { const open = d.open, closed = height(d); d.open = true; const opened = height(d); d.open = open; return [open, closed, opened]; };
+  const unfold = d => {
+    const open = d.open, closed = height(d);
+    d.open = true; const opened = height(d); d.open = open;
+    return [open, closed, opened];
+  };
   const article = doc.querySelector(".bd-article");
   const target = ask.get("scroll") && doc.querySelector(ask.get("scroll"));
   if (target) frame.contentWindow.scrollTo(0, target.getBoundingClientRect().top - 20);
   document.getElementById("result").textContent = JSON.stringify({
-    pre: [...article.querySelectorAll("pre")].filter(shown).map(p => [p.scrollWidth, p.clientWidth, p.textContent.trim().slice(0, 80)]),
-    img: [...article.querySelectorAll("img")].map(i => [i.getAttribute("src"), i.naturalWidth, +(i.getAttribute("width") || 0), i.getBoundingClientRect().width]),
+    pre: [...article.querySelectorAll("pre")].filter(shown)
+      .map(p => [p.scrollWidth, p.clientWidth, p.textContent.trim().slice(0, 80)]),
+    img: [...article.querySelectorAll("img")]
+      .map(i => [i.getAttribute("src"), i.naturalWidth, +(i.getAttribute("width") || 0),
+                 i.getBoundingClientRect().width]),
     search: [...doc.querySelectorAll(".search-button-field, .search-button, input[type=search]")].filter(shown).length,
     folded: [...article.querySelectorAll("details")].map(d => [...unfold(d), d.textContent.trim().slice(0, 300)]),
   });
@@ -268,7 +338,8 @@ frame.src = ask.get("page");
 def measure(server: str, site: Path, page: str, tmp_path: Path, width: int = DESKTOP, height: int = 1000) -> dict:
     "Open `page` at `width` px in headless Chromium (in a same-origin frame) and measure what a reader sees."
     harness = site / f"_harness_{width}x{height}.html"
-    if not harness.exists(): harness.write_text(HARNESS % dict(width=width, height=height))
+    if not harness.exists():
+        harness.write_text(HARNESS % dict(width=width, height=height))
     dom = browse(f"{server}/{harness.name}?page={page}.html", tmp_path)
     found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
     assert found and found.group(1) != "pending", f"{page}: the page did not load in the frame"
@@ -289,8 +360,12 @@ def test_one_search_box(seen):
 
 def test_code_fits_the_column(seen):
     "No code block needs horizontal scrolling at a desktop width (long lines wrap)."
-    overflowing = [f"{name}: {text!r} ({scroll} px in {client} px)"
-                   for name, m in seen.items() for scroll, client, text in m["pre"] if scroll > client + 1]
+    overflowing = [
+        f"{name}: {text!r} ({scroll} px in {client} px)"
+        for name, m in seen.items()
+        for scroll, client, text in m["pre"]
+        if scroll > client + 1
+    ]
     assert seen["05_relation"]["pre"], "no code blocks measured on the operator page"
     assert not overflowing, f"{len(overflowing)} code blocks overflow, first: {overflowing[:5]}"
 
@@ -302,15 +377,20 @@ def test_figures_legible(seen):
         for src, natural, asked, shown in m["img"]:
             own = asked or natural
             assert own > 0, f"{name}: {src} did not load"
-            if shown < 0.7 * own: small.append(f"{name}: {src} at {shown / own:.2f} of {own} px")
+            if shown < 0.7 * own:
+                small.append(f"{name}: {src} at {shown / own:.2f} of {own} px")
     assert not small, f"figures shrunk below 0.7 of their width at {DESKTOP} px: {small}"
 
 
 def _solution_cells(nb) -> list[str] | None:
     "The code cells of the notebook's Solutions section, or None without an Exercises section."
-    heads = [(i, c.source.strip().splitlines()[0]) for i, c in enumerate(nb.cells)
-             if c.cell_type == "markdown" and c.source.startswith("## ")]
-    if not any(h.startswith("## Exercises") for _, h in heads): return None
+    heads = [
+        (i, c.source.strip().splitlines()[0])
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "markdown" and c.source.startswith("## ")
+    ]
+    if not any(h.startswith("## Exercises") for _, h in heads):
+        return None
     start = next((i for i, h in heads if h.startswith("## Solutions")), None)
     assert start is not None, "an Exercises section without a Solutions section"
     end = next((i for i, h in heads if i > start), len(nb.cells))
@@ -321,7 +401,8 @@ def test_solutions_are_folded(site, seen):
     "Every notebook with exercises has solutions whose code is folded in the notebook and collapsed on its page."
     for name in pages(site):
         solutions = _solution_cells(_notebook(name))
-        if solutions is None: continue
+        if solutions is None:
+            continue
         assert solutions, f"{name}: the Solutions section has no code"
         unfolded = [s.splitlines()[0] for s in solutions if not s.startswith("#| code-fold: true")]
         assert not unfolded, f"{name}: solution cells that do not begin with `#| code-fold: true`: {unfolded}"
@@ -330,26 +411,42 @@ def test_solutions_are_folded(site, seen):
             line = next(l.strip() for l in source.splitlines()[1:] if l.strip())
             blocks = [d for d in seen[name]["folded"] if line in d[3]]
             assert blocks, f"{name}: the solution starting {line!r} is not inside a folding block"
-            for is_open, closed, opened, _ in blocks:       # heights in px: folded, and once the reader opens it
-                assert not is_open and opened > closed + 15, f"{name}: the solution {line!r} is visible before it is opened"
+            for is_open, closed, opened, _ in blocks:  # heights in px: folded, and once the reader opens it
+                assert not is_open and opened > closed + 15, (
+                    f"{name}: the solution {line!r} is visible before it is opened"
+                )
             assert line in _text(page)
 
 
 def test_converter_folds_and_reorders(tmp_path):
-    "On a processed notebook in nbdev's form: folded cells collapse, an exports cell's code comes before its API entries."
+    """On a processed notebook in nbdev's form: folded cells collapse, an exports cell's code comes before its API
+    entries."""
     import nbformat
     from nbformat.v4 import new_code_cell as code, new_markdown_cell as md, new_notebook, new_output
-    doc = lambda nm: code(f"#| echo: false\n#| output: asis\nshow_doc({nm})",
-                          outputs=[new_output("display_data", data={"text/markdown": f"---\n\n### {nm}\n\n```python\n{nm}()\n```"})])
-    nb = new_notebook(cells=[md("## Lesson"), code('#| code-fold: show\n#| code-summary: "Exported source"\ndef f(): pass\n\ndef g(): pass'),
-                             doc("g"), doc("f"), md("## Solutions"), code("#| code-fold: true\nanswer = 42")])
+
+    doc = lambda nm: code(
+        f"#| echo: false\n#| output: asis\nshow_doc({nm})",
+        outputs=[new_output("display_data", data={"text/markdown": f"---\n\n### {nm}\n\n```python\n{nm}()\n```"})],
+    )
+    nb = new_notebook(
+        cells=[
+            md("## Lesson"),
+            code('#| code-fold: show\n#| code-summary: "Exported source"\ndef f(): pass\n\ndef g(): pass'),
+            doc("g"),
+            doc("f"),
+            md("## Solutions"),
+            code("#| code-fold: true\nanswer = 42"),
+        ]
+    )
     cells = build_docs.code_before_docs(nb.cells)
     assert [c.source.splitlines()[-1] for c in cells[1:4]] == ["def g(): pass", "show_doc(f)", "show_doc(g)"]
     nbformat.write(nb, tmp_path / "a.ipynb")
     build_docs.convert(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {})
     out = nbformat.read(tmp_path / "b.ipynb", as_version=4).cells
     folded = next(c for c in out if c.source == "answer = 42")
-    assert "hide-input" in folded.metadata["tags"] and folded.metadata["mystnb"]["code_prompt_show"] == "Show the solution"
+    assert (
+        "hide-input" in folded.metadata["tags"] and folded.metadata["mystnb"]["code_prompt_show"] == "Show the solution"
+    )
     assert not any("#|" in c.source for c in out)
 
 
@@ -367,6 +464,7 @@ def test_quarto_config_is_what_nbdev_writes():
     "nbdev_docs rewrites nbs/nbdev.yml from settings.ini: keep it equal; _quarto.yml names it and sidebar.yml."
     import yaml
     from nbdev.quarto import _nbdev_yml
+
     cfg = build_docs.settings()
     vals = {k: cfg[k] for k in ("title", "description", "branch", "git_url", "doc_host", "doc_baseurl")}
     assert (ROOT / "nbs" / "nbdev.yml").read_text() == _nbdev_yml.format(doc_path=Path(cfg["doc_path"]).name, **vals)

@@ -1,4 +1,6 @@
-"Executing a notebook, as JupyterLab's Run All would, reads the stored results and writes nothing; the explorers open quickly."
+"""Executing a notebook, as JupyterLab's Run All would, reads the stored results and writes nothing; the explorers open
+quickly."""
+
 import hashlib, os, re, time
 from pathlib import Path
 
@@ -10,11 +12,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_all_but_gpu(name: str) -> float:
-    "Execute every cell of nbs/`name` except `#| gpu` ones (slow cells too), in nbs/, without saving it; the seconds taken."
+    """Execute every cell of nbs/`name` except `#| gpu` ones (slow cells too), in nbs/, without saving it; the seconds
+    taken."""
     nb, cwd = read_nb(ROOT / "nbs" / name), os.getcwd()
     gpu = lambda cell: cell.cell_type != "code" or re.search(r"^#\|.*\bgpu\b", cell.source, re.MULTILINE) is not None
     os.chdir(ROOT / "nbs")
@@ -22,7 +29,8 @@ def run_all_but_gpu(name: str) -> float:
         t0 = time.perf_counter()
         CaptureShell().run_all(nb, exc_stop=True, preproc=gpu)
         return time.perf_counter() - t0
-    finally: os.chdir(cwd)
+    finally:
+        os.chdir(cwd)
 
 
 def test_explorers_notebook_runs_fast_and_writes_nothing():
@@ -33,8 +41,19 @@ def test_explorers_notebook_runs_fast_and_writes_nothing():
     assert seconds < 120, f"21_explorers took {seconds:.0f} s to execute"
 
 
-@pytest.mark.parametrize("name", ["06_relation_benchmark.ipynb", "08_model.ipynb", "13_copy_ablations.ipynb", "14_copy_curves.ipynb", "15_copy_scaling.ipynb",
-                                  "16_mqar.ipynb", "18_language_model.ipynb", "20_vision.ipynb"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "06_relation_benchmark.ipynb",
+        "08_model.ipynb",
+        "13_copy_ablations.ipynb",
+        "14_copy_curves.ipynb",
+        "15_copy_scaling.ipynb",
+        "16_mqar.ipynb",
+        "18_language_model.ipynb",
+        "20_vision.ipynb",
+    ],
+)
 def test_experiment_notebook_with_slow_cells_writes_nothing(name):
     "The slow cells report the stored runs (no checkpoint needed) and re-measure only when RERUN = True."
     before = tree_digest(ROOT / "results")

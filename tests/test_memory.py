@@ -1,4 +1,5 @@
 "The chunked exact relation runs forward and backward in bounded memory (no (B, T, T, H) tensor)."
+
 import subprocess, sys
 
 import pytest

@@ -1,4 +1,5 @@
 "README.md is checked against index.ipynb (the docs' home page), the sidebar and the package's commands."
+
 import configparser, re, subprocess, sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def test_reading_order_matches_index_sidebar_and_files():
 def test_main_job_command_is_the_same_and_valid():
     main_job = re.search(r"causal-rn-copy[^\n`]*", README).group(0).strip()
     assert main_job in index_text(), f"index.ipynb does not show the README's main job: {main_job}"
-    cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "settings.ini")
     assert "causal-rn-copy=causal_rn.copying:main" in cfg["DEFAULT"]["console_scripts"]
     help_text = subprocess.run(["causal-rn-copy", "--help"], capture_output=True, text=True, check=True).stdout
     for option in re.findall(r"--\w+", main_job):
@@ -48,14 +50,17 @@ def test_fresh_machine_commands():
     assert commands[0].endswith("causal-rn-copy --stop_accuracy 0.99 --out runs/copy-main")
     assert commands[1].endswith("pytest -q tests")
     assert all("pip install torch==2.13.0" in c for c in commands)
-    assert "pip install -e . &&" in commands[0] and "[dev]" not in commands[0], "the main job installs the library alone"
+    assert "pip install -e . &&" in commands[0] and "[dev]" not in commands[0], (
+        "the main job installs the library alone"
+    )
     assert 'pip install -e ".[dev]"' in commands[1], "the tests need the dev tools"
     assert "--index-url https://download.pytorch.org/whl/cpu" in README, "say how to get the CPU build elsewhere"
     assert "--allow-root" in README, "say how to start JupyterLab as root"
 
 
 def requirement_names(key: str) -> set[str]:
-    cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "settings.ini")
     return {re.split(r"[<>=!~;\[ ]", r)[0].lower() for r in cfg["DEFAULT"][key].split()}
 
 
@@ -77,6 +82,9 @@ def test_readme_has_python_snippets():
 @pytest.mark.parametrize("k", range(len(PYTHON_SNIPPETS)))
 def test_python_snippet_runs_on_its_own(k, tmp_path):
     "Each snippet in a fresh interpreter, in an empty folder: no import or name borrowed from another snippet."
-    out = subprocess.run([sys.executable, "-c", PYTHON_SNIPPETS[k]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", PYTHON_SNIPPETS[k]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, f"README snippet {k} fails on its own:\n{PYTHON_SNIPPETS[k]}\n{out.stderr[-2000:]}"
-    if "count_params" in PYTHON_SNIPPETS[k]: assert "1.34M parameters" in out.stdout, out.stdout
+    if "count_params" in PYTHON_SNIPPETS[k]:
+        assert "1.34M parameters" in out.stdout, out.stdout

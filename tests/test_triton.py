@@ -1,4 +1,5 @@
 "relation(impl='triton') through the installed package, on the CPU under Triton's interpreter."
+
 import importlib.util, os, subprocess, sys
 
 import pytest
@@ -31,6 +32,7 @@ def test_triton_impl_matches_reference_under_interpreter():
 def test_triton_impl_refuses_what_it_cannot_do():
     import torch
     from causal_rn.relation import relation
+
     q = torch.randn(1, 5, 8)
     with pytest.raises(ValueError, match="exact form only"):
         relation(q, q.clone(), impl="triton", prenorm="approx")
@@ -44,6 +46,7 @@ def test_triton_entry_point_takes_a_checked_spec():
     import torch
     from causal_rn.relation import RelationSpec
     from causal_rn.triton_relation import triton_relation
+
     q = torch.randn(1, 5, 8)
     with pytest.raises(ValueError, match="exact form only"):
         triton_relation(q, q.clone(), RelationSpec(prenorm="approx"))
