@@ -5,7 +5,7 @@
 # %% ../nbs/08_model.ipynb #fc9125a9
 from __future__ import annotations
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
@@ -50,7 +50,7 @@ def kind_name(block: str, linear: bool, causal: bool | None) -> str:
     raise ValueError(f"no kind has block={block!r}, linear={linear!r}, causal={causal!r}")
 
 # %% ../nbs/08_model.ipynb #22f6b083
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     "Everything that defines a model; `None` fields take the paper's choice for `kind` (see `resolved`)."
 
@@ -68,15 +68,20 @@ class ModelConfig:
     eps: float = 0.0  # added to the std (or rms) in every normalisation, as the authors' code does
     causal: bool | None = None  # None: the kind's direction (KINDS), causal for the Transformers
     stable: bool | None = None  # relation kinds, exp: log-space trick; None: on where exact (post-norm, one head)
-    impl: str = "auto"  # relation kinds: relation() implementation
+    impl: str = field(default="auto", metadata=dict(role="free"))  # relation kinds: relation() implementation
     input: str = "tokens"  # "tokens" (ids, (B, T)) or "patches" (vectors, (B, T, patch_dim))
     patch_dim: int | None = None  # features per patch for input="patches" (2x2 RGB patches: 12)
     head: str = "next_token"  # "next_token": (B, T, vocab) logits; "classify": (B, n_classes) from a <CLS> token
     n_classes: int | None = None  # head="classify"
 
     def resolved(self) -> ModelConfig:
-        "A copy with every `None` filled in, after checking that the fields fit together."
-        return _resolve(self)
+        """A copy with every `None` filled in, after checking that the fields fit together; a resolved configuration
+        returns itself, so it is checked once however often it is resolved."""
+        if self.__dict__.get("_resolved"):
+            return self
+        out = _resolve(self)
+        object.__setattr__(out, "_resolved", True)  # not a field: not compared, not recorded
+        return out
 
 # %% ../nbs/08_model.ipynb #d216e438
 def _resolve(cfg: ModelConfig) -> ModelConfig:

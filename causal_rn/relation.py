@@ -20,7 +20,7 @@ from .norms import NORMS, PRENORMS, centre, get_norm, pair_spread, power_of_two_
 # %% auto #0
 __all__ = ['TILE_ELEMS', 'TILE_THREADS', 'SHARE_MIN_PAIR_FEATURES', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec',
            'tile_side', 'others_busy', 'ChunkedRelation', 'differentiable_backward', 'common_scale', 'relation',
-           'relation_rows', 'supports']
+           'resolve_impl', 'relation_rows', 'supports']
 
 # %% ../nbs/05_relation.ipynb #5a1e0c02
 def decomposable(prenorm: str, act: str) -> bool:
@@ -578,6 +578,11 @@ def relation(
     else:
         y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
     return _in_dtype(y, dtype)
+
+# %% ../nbs/05_relation.ipynb #c2c9bc03
+def resolve_impl(impl: str, spec: RelationSpec, width: int, device="cpu", dtype=torch.float32) -> str:
+    "The implementation `relation(q, p, impl=impl, spec=spec)` runs for inputs of `width` features on `device`."
+    return _choose_impl(torch.empty(1, 1, width, device=device, dtype=dtype), spec, impl, None)
 
 # %% ../nbs/05_relation.ipynb #aa27087e
 def relation_rows(

@@ -384,7 +384,8 @@ class RunDir:
 
 # %% ../nbs/10_runs.ipynb #a10e0025
 def machine(device: str = "cpu") -> dict:
-    "Where something ran: the device (CPU model, cores and torch threads, or the GPU), torch and Python versions, date."
+    """Where something ran: the device (CPU model, cores and torch threads, or the GPU), torch and Python versions,
+    date; on a CPU the instruction set PyTorch uses (AVX2, AVX512: runs on the two round differently)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -398,7 +399,8 @@ def machine(device: str = "cpu") -> dict:
         if str(device).startswith("cuda")
         else f"cpu: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     )
-    return dict(device=name, torch=torch.__version__, python=platform.python_version(), date=_now())
+    isa = {} if str(device).startswith("cuda") else dict(cpu_capability=torch.backends.cpu.get_cpu_capability())
+    return dict(device=name, torch=torch.__version__, python=platform.python_version(), date=_now(), **isa)
 
 
 def load_run(path: str | Path) -> tuple[dict, dict[str, list[float]]]:

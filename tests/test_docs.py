@@ -141,7 +141,7 @@ def test_pages_load_in_chromium_with_math_and_figures(server, site, tmp_path):
         if name in DERIVATION:
             assert dom.count("<mjx-container") >= 5, f"{name}: math was not typeset by MathJax"
             assert not re.search(r"\$\$[^<]{3,}\$\$", dom), f"{name}: raw $$...$$ left in the page"
-    for name in ("13_copy_ablations", "15_copy_scaling", "18_language_model", "20_vision"):
+    for name in ("17_copy_ablations", "19_copy_scaling", "22_language_model", "24_vision"):
         dom = browse(f"{server}/{name}.html", tmp_path)
         assert re.search(r'<img[^>]+src="[^"]*\.png"', dom), f"{name}: no figure"
 
@@ -300,7 +300,7 @@ def test_explorer_notes_only_next_to_explorers(site):
                     f"{name}: an explorer note speaks of 'the figure above', but there is none"
                 )
         total += explorers
-    assert "explorer-note" not in (site / "13_copy_ablations.html").read_text(), "the Fig. 2 page has an explorer note"
+    assert "explorer-note" not in (site / "17_copy_ablations.html").read_text(), "the Fig. 2 page has an explorer note"
     assert total >= 2, "the explorer notebooks display no explorer any more?"
 
 

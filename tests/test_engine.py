@@ -14,7 +14,9 @@ from causal_rn.lm import lm_run_config
 from causal_rn.model import Model
 from causal_rn.runs import read_checkpoint
 from causal_rn.text import python_reference_corpus
-from causal_rn.train import OptimConfig, RunInterrupted, RunMismatch, TrainConfig, fit, train_config
+from causal_rn.config import OptimConfig, RunMismatch, TrainConfig, train_config
+from causal_rn.processes import RunInterrupted
+from causal_rn.train import fit
 from causal_rn.vision import digits_data
 from causal_rn.vision_experiments import vision_run_config
 

@@ -36,9 +36,9 @@ def run_all_but_gpu(name: str) -> float:
 def test_explorers_notebook_runs_fast_and_writes_nothing():
     "Every cell, in under 2 minutes, from the shipped weights; results/ byte-identical afterwards."
     before = tree_digest(ROOT / "results")
-    seconds = run_all_but_gpu("21_explorers.ipynb")
-    assert tree_digest(ROOT / "results") == before, "executing 21_explorers changed files under results/"
-    assert seconds < 120, f"21_explorers took {seconds:.0f} s to execute"
+    seconds = run_all_but_gpu("25_explorers.ipynb")
+    assert tree_digest(ROOT / "results") == before, "executing 25_explorers changed files under results/"
+    assert seconds < 120, f"25_explorers took {seconds:.0f} s to execute"
 
 
 @pytest.mark.parametrize(
@@ -46,12 +46,14 @@ def test_explorers_notebook_runs_fast_and_writes_nothing():
     [
         "06_relation_benchmark.ipynb",
         "08_model.ipynb",
-        "13_copy_ablations.ipynb",
-        "14_copy_curves.ipynb",
-        "15_copy_scaling.ipynb",
-        "16_mqar.ipynb",
-        "18_language_model.ipynb",
-        "20_vision.ipynb",
+        "17_copy_ablations.ipynb",
+        "18_copy_curves.ipynb",
+        "16_copy_experiments.ipynb",
+        "19_copy_scaling.ipynb",
+        "20_mqar.ipynb",
+        "22_language_model.ipynb",
+        "24_vision.ipynb",
+        "26_sweep.ipynb",
     ],
 )
 def test_experiment_notebook_with_slow_cells_writes_nothing(name):

@@ -14,13 +14,15 @@ from causal_rn.mqar import (
     chosen_lr,
     mqar_accuracy,
     mqar_batch,
-    mqar_run_name,
+    mqar_run,
     own_value_fraction,
     sweep_points,
 )
+from causal_rn.config import run_name, run_path
 from causal_rn.runs import read_metrics
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "mqar"
+ROOT = Path(__file__).resolve().parents[1] / "results"  # the results root
+RESULTS = ROOT / "mqar"
 
 
 @pytest.mark.parametrize("T,k,V", [(8, 2, 9), (16, 4, 17), (32, 8, 64), (64, 3, 101), (128, 16, 8192)])
@@ -152,9 +154,9 @@ def test_stored_runs_are_what_their_names_say():
     for path in runs:
         s = json.loads((path / "summary.json").read_text())
         t = s["task_config"]
-        if path.name.startswith("cpu-"):
-            assert path.name == mqar_run_name(
-                s["kind"], t["seq_len"], t["pairs"], s["train_config"]["optim"]["lr"], "cpu", s["seed"]
+        if path.name.startswith("mqar-cpu-"):
+            assert path.name == run_name(
+                mqar_run(s["kind"], t["seq_len"], t["pairs"], s["train_config"]["optim"]["lr"], "cpu", s["seed"])
             )
         cols = read_metrics(path / "metrics.csv")
         its = [int(i) for i, a in zip(cols["iteration"], cols["accuracy"]) if not math.isnan(a)]
@@ -166,13 +168,13 @@ def test_stored_runs_are_what_their_names_say():
 
 
 def test_the_sweep_used_each_kinds_chosen_rate():
-    done = [k for k in MQAR_KINDS if chosen_lr(k, RESULTS) is not None]
+    done = [k for k in MQAR_KINDS if chosen_lr(k, ROOT) is not None]
     if not done:
         pytest.skip("no stored learning-rate sweep")
     for kind in done:
-        lr = chosen_lr(kind, RESULTS)
+        lr = chosen_lr(kind, ROOT)
         assert lr in MQAR_LRS
         for T, k in sweep_points():
-            path = RESULTS / mqar_run_name(kind, T, k, lr)
+            path = run_path(ROOT, mqar_run(kind, T, k, lr))
             if path.exists():
                 assert json.loads((path / "summary.json").read_text())["train_config"]["optim"]["lr"] == lr

@@ -38,6 +38,19 @@ def test_readme_status_table_is_generated_from_results():
     assert table.count("\n") >= 10 and "| **not run**" not in table
 
 
+def test_readme_commands_table_is_generated_from_results():
+    "The README's table of one sweep command per experiment, with its runs and recorded time, is current."
+    from causal_rn.reproduction import COMMANDS_BEGIN, COMMANDS_END, commands_markdown, readme_with_status
+
+    readme = (ROOT / "README.md").read_text()
+    table = commands_markdown(ROOT / "results")
+    assert readme_with_status(readme, table, COMMANDS_BEGIN, COMMANDS_END) == readme, (
+        "README commands table is stale: run causal-rn-status --readme README.md"
+    )
+    for name in ("fig2", "fig3", "fig4", "lr-sweep", "mqar", "lm", "vision", "heatmaps"):
+        assert f"`causal-rn-sweep {name}`" in table, name
+
+
 def test_status_command_checks_and_refuses(tmp_path):
     from causal_rn.reproduction import main
 
@@ -55,27 +68,14 @@ def test_status_command_checks_and_refuses(tmp_path):
 
 
 def test_seed_runs_match_the_stored_configurations():
-    "Every seed run of Figs. 2-4 and the lr sweep is stored with the seed and lr its name says."
-    from causal_rn.reproduction import (
-        ABLATION_SEEDED,
-        LR_GRID,
-        LR_KINDS,
-        SCALING_KINDS,
-        SEEDS,
-        ablation_run_name,
-        lr_run_name,
-        scaling_run_name,
-        scaling_sizes,
-        curve_run_name,
-        CURVE_KINDS,
-    )
-    import json
+    "Every seed run of Figs. 2-4 and the lr sweep is stored with the seed and lr its declaration says."
+    from causal_rn.config import run_name, run_path
+    from causal_rn.sweep import EXPERIMENTS
 
-    names = [(ablation_run_name(l, seed=s), s, 5e-4) for l in ABLATION_SEEDED for s in SEEDS]
-    names += [(curve_run_name(k, seed=s), s, 5e-4) for k in CURVE_KINDS for s in SEEDS]
-    names += [(scaling_run_name(k, L, seed=s), s, 5e-4) for k in SCALING_KINDS for L in scaling_sizes(k) for s in SEEDS]
-    names += [(lr_run_name(k, lr), 0, lr) for k in LR_KINDS for lr in LR_GRID]
-    for name, seed, lr in names:
-        s = json.loads((ROOT / "results/copy" / name / "summary.json").read_text())
-        assert s["train_config"]["seed"] == seed and s["train_config"]["optim"]["lr"] == lr, name
-        assert s["convergence_rule"].startswith("first of 3 consecutive"), name
+    runs = [r for name in ("fig2", "fig3", "fig4", "lr-sweep") for r in EXPERIMENTS[name].runs()]
+    assert len({run_name(r) for r in runs}) == 13 + 6 + 42 + 10 - 2  # the lr sweep's two runs at 5e-4 are Fig. 4's
+    for r in runs:
+        s = json.loads((run_path(ROOT / "results", r) / "summary.json").read_text())
+        assert s["train_config"]["seed"] == r.seed, r
+        assert s["train_config"]["optim"]["lr"] == r.train.get("lr", 5e-4), r
+        assert s["convergence_rule"].startswith("first of 3 consecutive"), r

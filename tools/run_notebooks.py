@@ -1,7 +1,7 @@
 """Execute notebooks in place so that their stored outputs are what the code produces now.
 
-    python tools/run_notebooks.py nbs/10_runs.ipynb nbs/11_training.ipynb      # then nbdev_clean
-    python tools/run_notebooks.py --flags slow nbs/13_copy_ablations.ipynb     # also run the #| slow cells
+    python tools/run_notebooks.py nbs/10_runs.ipynb nbs/13_training.ipynb      # then nbdev_clean
+    python tools/run_notebooks.py --flags slow nbs/17_copy_ablations.ipynb     # also run the #| slow cells
 
 Cells flagged `#| slow` or `#| gpu` (settings.ini's tst_flags) are skipped unless named in --flags, and keep the
 outputs they have; every other code cell is run in a fresh kernel with the notebook's folder as working directory
