@@ -18,8 +18,8 @@ from .runs import plain
 # %% auto #0
 __all__ = ['IDENTITY', 'TARGET', 'FREE', 'OPTIM_FIELDS', 'NAME_ALIASES', 'role', 'OptimConfig', 'TrainConfig', 'learning_rate',
            'Preset', 'train_config', 'configure', 'RunMismatch', 'run_identity', 'differences', 'describe_differences',
-           'Run', 'run_name', 'run_path', 'NotReady', 'Finding', 'Experiment', 'devices_of', 'seeds_column', 'verdict',
-           'not_run', 'preset_setting', 'run_setting']
+           'Run', 'run_name', 'run_path', 'is_stored', 'NotReady', 'Finding', 'Experiment', 'devices_of',
+           'seeds_column', 'verdict', 'not_run', 'preset_setting', 'run_setting']
 
 # %% ../nbs/11_config.ipynb #db84489d
 IDENTITY, TARGET, FREE = "identity", "target", "free"
@@ -264,6 +264,11 @@ def run_name(run: Run) -> str:
 def run_path(root: str | Path, run: Run) -> Path:
     "Where `run` lives under a results root: `root/<task>/<run_name>`."
     return Path(root) / run.task / run_name(run)
+
+
+def is_stored(root: str | Path, run: Run) -> bool:
+    "Whether `run` is stored finished (its summary written) under the results root `root`."
+    return (run_path(root, run) / "summary.json").exists()
 
 # %% ../nbs/11_config.ipynb #2a80f89a
 class NotReady(LookupError):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Experiment, Finding, Run, devices_of, not_run, run_path, seeds_column, verdict
+from .config import Experiment, Finding, Run, devices_of, is_stored, not_run, run_path, seeds_column
+from .config import verdict
 from .copying import copy_run_config
 from .model import KINDS
 from .runs import load_run
@@ -152,7 +153,7 @@ def median(values) -> float:
 
 def stored(root, runs) -> list[tuple[dict, dict]]:
     "(summary, metrics) of each of `runs` that is stored, finished, under the results root `root`, in order."
-    return [load_run(run_path(root, r)) for r in runs if (run_path(root, r) / "summary.json").exists()]
+    return [load_run(run_path(root, r)) for r in runs if is_stored(root, r)]
 
 # %% ../nbs/16_copy_experiments.ipynb #a203601a
 def _copy_setting(s: dict) -> str:
@@ -414,7 +415,7 @@ def lr_runs(root) -> dict[tuple[str, float], tuple[dict, dict]]:
         (k, lr): load_run(run_path(root, lr_run(k, lr)))
         for k in LR_KINDS
         for lr in LR_GRID
-        if (run_path(root, lr_run(k, lr)) / "summary.json").exists()
+        if is_stored(root, lr_run(k, lr))
     }
 
 

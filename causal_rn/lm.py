@@ -16,7 +16,7 @@ from .model import KINDS
 from .text import ByteTokenizer, encode_splits, lm_batch, load_wikitext103, python_reference_corpus
 from .commands import task_command
 from .config import FREE, TARGET, Experiment, Finding, Preset, Run, configure, devices_of, not_run
-from .config import preset_setting, role, run_path, run_setting
+from .config import is_stored, preset_setting, role, run_path, run_setting
 from .runs import load_run
 from .train import Task, fit, fit_named
 
@@ -218,11 +218,7 @@ def lm_findings(root) -> list[Finding]:
     "Fig. 6: the Linear CausalRN's validation loss against the two Transformers', cpu preset, under the results root."
     nb, kinds = "22_language_model.ipynb", ("linear_causal_rn", "transformer", "linear_transformer")
     paper = preset_setting(LM_PRESETS["paper"], "WikiText-103 bytes")
-    runs = {
-        KINDS[k].label: load_run(run_path(root, lm_run(k)))
-        for k in kinds
-        if (run_path(root, lm_run(k)) / "summary.json").exists()
-    }
+    runs = {KINDS[k].label: load_run(run_path(root, lm_run(k))) for k in kinds if is_stored(root, lm_run(k))}
     lcrn = KINDS["linear_causal_rn"].label
     if lcrn not in runs or len(runs) < 2:
         return [not_run("Fig. 6", "Linear CausalRN keeps up with Transformers", paper, nb)]

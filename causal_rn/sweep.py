@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import Experiment, NotReady, Run, describe_differences, differences, run_identity, run_name
-from .config import run_path
+from .config import is_stored, run_path
 from .copy_experiments import COPY_EXPERIMENTS
 from .copying import copy_run_config
 from .lm import LM_EXPERIMENT, lm_run_config
@@ -450,7 +450,7 @@ def run_sweep(
                 out += local_pool(runs, root, sets, jobs, threads, bar)
         if exp.after is not None and not only and not match and all(o.status != "failed" for o in out):
             steps, waiting = exp.plan(preset, seeds, root)
-            if waiting is None and all((run_path(root, r) / "summary.json").exists() for s in steps for r in s):
+            if waiting is None and all(is_stored(root, r) for s in steps for r in s):
                 for path in exp.after(Path(root), preset):
                     log(f"{name}: wrote {path}")
     finally:
@@ -501,7 +501,7 @@ def list_lines(root="results") -> list[str]:
     for e in EXPERIMENTS.values():
         waiting = e.plan("cpu", None, root)[1]
         runs = e.runs("cpu", None, root)
-        stored = sum((run_path(root, r) / "summary.json").exists() for r in runs)
+        stored = sum(is_stored(root, r) for r in runs)
         more = "+" if waiting else ""
         out.append(f"{e.name:<9} {len(runs):>3}{more} runs, {stored:>3} stored  {e.title} ({'/'.join(e.presets)})")
     return out
@@ -635,6 +635,9 @@ def main(argv=None) -> int:
     except RunInterrupted as e:
         print(f"causal-rn-sweep: {e}", file=sys.stderr)
         return 128 + e.signum
+    if sys.stderr.isatty() and not args.quiet:
+        sys.stderr.write("\x1b[J")  # clear what the workers' lines left below the overall bar
+        sys.stderr.flush()
     for o in outcomes:
         extra = o.message if o.status == "failed" else ""
         print(

@@ -17,7 +17,7 @@ from .blocks import RelationBlock, merge_heads, split_heads
 from .checks import one_of, positive_int
 from .commands import task_command
 from .config import FREE, Experiment, Finding, Preset, Run, configure, devices_of, not_run, preset_setting
-from .config import role, run_path, run_setting
+from .config import is_stored, role, run_path, run_setting
 from .factorised import get_activation
 from .model import KINDS, Model, build_model
 from .runs import atomic_write, load_run, machine
@@ -364,11 +364,7 @@ def vision_findings(root) -> list[Finding]:
     "Fig. 7: the Linear BiRN's held-out accuracy against the Transformers', cpu preset, under the results root."
     nb, kinds = "24_vision.ipynb", ("linear_bi_rn", "transformer", "linear_transformer")
     paper = preset_setting(VISION_PRESETS["paper"], "CIFAR-5m")
-    runs = {
-        KINDS[k].label: load_run(run_path(root, vision_run(k)))
-        for k in kinds
-        if (run_path(root, vision_run(k)) / "summary.json").exists()
-    }
+    runs = {KINDS[k].label: load_run(run_path(root, vision_run(k))) for k in kinds if is_stored(root, vision_run(k))}
     birn = KINDS["linear_bi_rn"].label
     if birn not in runs or len(runs) < 2:
         return [not_run("Fig. 7", "Linear BiRN curves like the Transformers'", paper, nb)]
