@@ -9,14 +9,15 @@ from dataclasses import fields, is_dataclass
 
 from fastcore.docments import docments
 
+from .checks import one_of
 from .config import Preset, TrainConfig
 from .model import ModelConfig
-from .processes import RunInterrupted, leave_process_group, world
+from .processes import JobMismatch, RunInterrupted, leave_process_group, world
 from .runs import CheckpointError, RunDir
 from .train import fit
 
 # %% auto #0
-__all__ = ['parse_bool', 'config_options', 'task_command']
+__all__ = ['parse_bool', 'config_options', 'check_environment', 'task_command']
 
 # %% ../nbs/14_commands.ipynb #0c22ca4a
 def parse_bool(text: str) -> bool:
@@ -73,6 +74,20 @@ def config_options(parser, cls, presets: dict[str, Preset] | None = None, sectio
     return names
 
 
+def check_environment(task) -> None:
+    """What the environment says, checked before any work: torchrun's variables describe a job whose processes share
+    the global batch evenly, and causal_rn's own variables hold values it knows."""
+    import causal_rn.relation as relation  # the module (its TILE_THREADS), not the operator
+
+    rank, size = world()
+    if task.batch_size % size:
+        raise ValueError(
+            f"batch_size={task.batch_size} is the global batch and must divide evenly over the {size} "
+            "processes of this job"
+        )
+    one_of("CAUSAL_RN_TILE_THREADS", relation.TILE_THREADS, ("auto", "ops", "tiles"))
+
+
 def task_command(
     prog: str,
     description: str,
@@ -120,6 +135,7 @@ def task_command(
             model_cfg, task, cfg = make_run(
                 args, model=pick(model_options), task=pick(task_names), train=pick(train_names)
             )
+            check_environment(task)
             if args.out is not None:
                 RunDir(args.out).check()  # the output folder, checked before any work
         except (ValueError, TypeError, FileNotFoundError) as e:
@@ -131,7 +147,9 @@ def task_command(
         except RunInterrupted as e:
             print(f"{prog}: {e}", file=sys.stderr)
             sys.exit(128 + e.signum)
-        except (FloatingPointError, ValueError, RuntimeError, CheckpointError) as e:
+        except JobMismatch as e:  # a bad start, found before the first step: as a bad option
+            ap.exit(2, f"{prog}: {e}\n")
+        except (FloatingPointError, ValueError, RuntimeError, CheckpointError, OSError) as e:
             ap.exit(1, f"{prog}: {e}\n")
         finally:
             leave_process_group()

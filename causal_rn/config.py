@@ -17,9 +17,9 @@ from .runs import plain
 
 # %% auto #0
 __all__ = ['IDENTITY', 'TARGET', 'FREE', 'OPTIM_FIELDS', 'NAME_ALIASES', 'role', 'OptimConfig', 'TrainConfig', 'learning_rate',
-           'Preset', 'train_config', 'configure', 'RunMismatch', 'run_identity', 'differences', 'describe_differences',
-           'Run', 'run_name', 'run_path', 'is_stored', 'NotReady', 'Finding', 'Experiment', 'devices_of',
-           'seeds_column', 'verdict', 'not_run', 'preset_setting', 'run_setting']
+           'Preset', 'available_memory', 'check_memory', 'train_config', 'configure', 'RunMismatch', 'run_identity',
+           'differences', 'describe_differences', 'Run', 'run_name', 'run_path', 'is_stored', 'NotReady', 'Finding',
+           'Experiment', 'devices_of', 'seeds_column', 'verdict', 'not_run', 'preset_setting', 'run_setting']
 
 # %% ../nbs/11_config.ipynb #db84489d
 IDENTITY, TARGET, FREE = "identity", "target", "free"
@@ -73,6 +73,8 @@ class TrainConfig:
     def __post_init__(self):
         positive_int("iterations", self.iterations)
         positive_int("seed", self.seed, 0)
+        if self.seed > 2**64 - 1:
+            raise ValueError(f"seed must be below 2**64 (torch's generators take a 64-bit seed), got {self.seed}")
         if isinstance(self.optim, dict):
             object.__setattr__(self, "optim", OptimConfig(**self.optim))
         if not isinstance(self.optim, OptimConfig):
@@ -110,6 +112,42 @@ class Preset:
 
 
 OPTIM_FIELDS = tuple(f.name for f in fields(OptimConfig))
+
+
+def available_memory() -> int | None:
+    "Bytes of memory this machine can give now (Linux's MemAvailable); None where it is not known."
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_memory(model_cfg: ModelConfig, task, limit: int | None = None):
+    """Refuse, before anything is allocated, a run whose parameters (with their gradients and Adam's two moments) or
+    whose largest tensors (logits of a batch, of an evaluation) cannot fit in this machine's memory."""
+    limit = available_memory() if limit is None else limit
+    if limit is None:
+        return
+    from causal_rn.model import parameter_count
+
+    params = parameter_count(model_cfg)  # from the configuration: nothing is built
+    wanted = [
+        (
+            16 * params,
+            f"the model's {params:,} parameters (d_model {model_cfg.d_model}, "
+            f"{model_cfg.n_blocks} blocks, vocabulary {model_cfg.vocab_size})",
+        )
+    ]
+    wanted += [(12 * n, what) for n, what in getattr(task, "sizes", lambda m: [])(model_cfg)]
+    for need, what in wanted:
+        if need > limit:
+            raise ValueError(
+                f"{what} need about {need / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB this machine has "
+                "free: choose smaller sizes"
+            )
 
 
 def train_config(**values) -> TrainConfig:
@@ -155,6 +193,8 @@ def configure(
     if clash:
         raise ValueError(f"the {the_task.name} task fixes the model's {clash}; set them through the task's options")
     mcfg = ModelConfig(**{"kind": kind, **p.model, **(model or {}), **fixed}).resolved()
+    getattr(the_task, "check_train", lambda cfg: None)(tcfg)  # what the task needs of the loop (MQAR: evaluations)
+    check_memory(mcfg, the_task)
     return mcfg, the_task, tcfg
 
 # %% ../nbs/11_config.ipynb #0f833b8d
@@ -184,7 +224,14 @@ def _flat(d, prefix: str = "") -> dict:
 
 def run_identity(model_cfg: ModelConfig, task, cfg: TrainConfig) -> dict:
     "What a checkpoint and a summary record about a run's configuration."
-    return dict(task=task.name, model_config=plain(model_cfg), task_config=plain(task.cfg), train_config=plain(cfg))
+    data = getattr(task, "data_fingerprint", None)  # what the task read (a corpus, images): part of what the run is
+    return dict(
+        task=task.name,
+        model_config=plain(model_cfg),
+        task_config=plain(task.cfg),
+        train_config=plain(cfg),
+        **({"data_fingerprint": data} if data is not None else {}),
+    )
 
 
 def differences(stored: dict, model_cfg: ModelConfig, task, cfg: TrainConfig) -> list[tuple[str, str, object, object]]:
@@ -197,11 +244,13 @@ def differences(stored: dict, model_cfg: ModelConfig, task, cfg: TrainConfig) ->
         **_roles(cfg, "train_config."),
     }
     now = _flat(run_identity(model_cfg, task, cfg))
-    old = _flat({k: stored.get(k) for k in ("task", "model_config", "task_config", "train_config")})
+    old = _flat({k: stored.get(k) for k in ("task", "model_config", "task_config", "train_config", "data_fingerprint")})
     return [
         (k, roles.get(k, IDENTITY), old.get(k, "(not recorded)"), v)
         for k, v in now.items()
-        if roles.get(k) != FREE and old.get(k, "(not recorded)") != v
+        if roles.get(k) != FREE
+        and old.get(k, "(not recorded)") != v
+        and not (k == "data_fingerprint" and old.get(k) is None)  # a run stored before fingerprints: not checked
     ]
 
 

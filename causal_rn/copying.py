@@ -189,6 +189,19 @@ class CopyTask(Task):
         self.streak, self.iterations_to_99 = 0, None
         self.run_99, self.run_start = 0, None  # the current run of batches at >= 99%, and where it began
 
+    def sizes(self, model_cfg) -> list[tuple[int, str]]:
+        T = copy_context(self.cfg.string_size)
+        return [
+            (
+                self.cfg.batch_size * T * VOCAB_SIZE,
+                f"the logits of a batch (batch_size {self.cfg.batch_size}, string_size {self.cfg.string_size})",
+            ),
+            (
+                self.cfg.eval_batch * T * VOCAB_SIZE,
+                f"the final evaluation (eval_batch {self.cfg.eval_batch}, string_size {self.cfg.string_size})",
+            ),
+        ]
+
     def model_fields(self) -> dict:
         return dict(vocab_size=VOCAB_SIZE, context=copy_context(self.cfg.string_size))
 

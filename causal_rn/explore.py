@@ -71,39 +71,48 @@ WEIGHTS_FORMAT = "causal_rn-weights-1"
 
 
 def save_weights(model: Model, path: str | Path, provenance: dict) -> Path:
-    "Write `model`'s configuration, float32 parameters and `provenance` (JSON-able) to a weights-only file at `path`."
+    """Write `model`'s configuration, float32 parameters and `provenance` (JSON-able) to a weights-only file at `path`,
+    sealed like a checkpoint (a SHA-256 of its contents in its header)."""
     import dataclasses, json
-    from causal_rn.runs import atomic_write
+    from causal_rn.runs import atomic_write, checkpoint_bytes
 
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a Model (from build_model or load_weights), got {type(model).__name__}")
     payload = dict(
         format=WEIGHTS_FORMAT,
         model_config=json.dumps(dataclasses.asdict(model.cfg)),
         provenance=json.dumps(provenance),
         state_dict={k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
     )
-    return atomic_write(path, lambda f: torch.save(payload, f))
+    data = checkpoint_bytes(payload)
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def load_weights(path: str | Path) -> tuple[Model, dict]:
     "The model stored by `save_weights` at `path` (in eval mode) and its provenance."
-    import json
-    from causal_rn.model import ModelConfig, build_model
+    import json, os
+    from causal_rn.model import ModelConfig, model_for_state
+    from causal_rn.runs import CHECKPOINT_FORMAT, CheckpointError, read_sealed
 
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise FileNotFoundError(
             f"{path}: no weights file; it is part of the repository (git checkout {path}), "
             "or rebuild it with this notebook's REBUILD_WEIGHTS cell"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from None
+        payload = read_sealed(path, "weights file")  # header, SHA-256, then weights-only loading
+    except CheckpointError as e:
+        raise ValueError(f"{e} (weights files are written by save_weights)") from None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT and "optimizer" in payload:
+        raise ValueError(
+            f"{path} is a run's checkpoint, not a weights file: load it with causal_rn.train.load_model, "
+            "giving its run folder"
+        )
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file (written by save_weights)")
     try:
-        model = build_model(ModelConfig(**json.loads(payload["model_config"])))
-        model.load_state_dict(payload["state_dict"])
+        model = model_for_state(ModelConfig(**json.loads(payload["model_config"])), payload["state_dict"], str(path))
         return model.eval(), json.loads(payload["provenance"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(

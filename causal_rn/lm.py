@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_language_model.ipynb #8df2a986
 from __future__ import annotations
-import hashlib, math, time
+import hashlib, math, os, stat, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +95,13 @@ def corpus_splits(cfg: LMConfig) -> tuple[torch.Tensor, torch.Tensor, str]:
     if cfg.corpus == "python-reference":
         text = python_reference_corpus()
     else:
+        path = Path(cfg.corpus)
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, /dev/zero never end
+            raise ValueError(
+                f"the corpus {cfg.corpus} is not a regular file (a FIFO, device or folder): give a .txt file"
+            )
         try:
-            text = Path(cfg.corpus).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read the corpus {cfg.corpus} as UTF-8 text: {e}") from None
     return *encode_splits(text), hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -116,6 +121,7 @@ class LMTask(Task):
                 encode_splits(text),
                 hashlib.sha256(text.encode()).hexdigest()[:16],
             )
+        self.data_fingerprint = self.fingerprint  # the text: resuming on another corpus is another run
         lm_batch(self.valid_ids, 1, cfg.context)  # the validation text must hold a window: checked now
 
     def model_fields(self) -> dict:

@@ -19,7 +19,7 @@ from .relation import IMPLS, RelationSpec, decomposable
 
 # %% auto #0
 __all__ = ['KINDS', 'EMBEDDING_PARAMETERS', 'Kind', 'kind_name', 'ModelConfig', 'Model', 'output_layers', 'init_weights',
-           'build_model', 'count_params', 'generate', 'pick_next_token']
+           'build_model', 'parameter_count', 'model_for_state', 'count_params', 'generate', 'pick_next_token']
 
 # %% ../nbs/08_model.ipynb #08a1c001
 @dataclass(frozen=True)
@@ -344,6 +344,38 @@ def init_weights(model: Model, std: float = 0.02) -> Model:
 def build_model(cfg: ModelConfig) -> Model:
     "The model `cfg` describes, initialised as in Appendix D."
     return Model(cfg)
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """Every parameter the model `cfg` describes would have, embeddings included, from the configuration alone: a size
+    checked before anything is allocated."""
+    c = cfg.resolved()
+    d, h = c.d_model, c.d_hidden
+    embed = (
+        (c.vocab_size if c.input == "tokens" else c.patch_dim) * d + c.context * d + (d if c.head == "classify" else 0)
+    )
+    block = 3 * d * h + h + d if KINDS[c.kind].block == "relation" else 4 * d * d + 2 * d * h + h + d
+    return embed + c.n_blocks * block + d * (c.vocab_size if c.head == "next_token" else c.n_classes)
+
+
+def model_for_state(cfg: ModelConfig, state: dict, source: str = "the weights") -> Model:
+    """The model `cfg` describes with `state` loaded into it; its size is checked against the weights' first, so a
+    configuration that does not fit them (a d_model of a million in an edited file) is refused before any memory is
+    allocated for it."""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{source}: the weights are not a state dict of tensors")
+    want, got = parameter_count(cfg), sum(v.numel() for v in state.values())
+    if want != got:
+        raise ValueError(
+            f"{source}: the configuration and the weights do not fit together (the configuration has {want:,} "
+            f"parameters, the weights {got:,}); it was edited or belongs to another model"
+        )
+    model = Model(cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{source}: the configuration and the weights do not fit together ({str(e)[:300]})") from None
+    return model
 
 # %% ../nbs/08_model.ipynb #035468f6
 EMBEDDING_PARAMETERS = ("tok_emb.", "pos_emb.", "cls_token")

@@ -33,12 +33,17 @@ EVAL_SEED = 10**6  # the held-out examples every MQAR evaluation uses
 
 def mqar_slots(seq_len: int, pairs: int) -> int:
     "How many even positions after the 2k context tokens can hold a query: (T - 2k) / 2."
-    return (seq_len - 2 * pairs) // 2
+    T, k = positive_int("seq_len", seq_len), positive_int("pairs", pairs)
+    if 4 * k > T:
+        raise ValueError(f"{k} pairs need seq_len >= {4 * k}, got {T}")
+    return (T - 2 * k) // 2
 
 
 def query_weights(slots: int, power_a: float = 0.01) -> Tensor:
     """Probability of each query slot g = 0..slots-1, proportional to (g+1)^(a-1) (zoology's power law; a = 1 is
     uniform)."""
+    positive_int("slots", slots)
+    finite_float("power_a", power_a, 0, above=True)
     log_w = (power_a - 1) * torch.arange(1, slots + 1, dtype=torch.float64).log()  # in logs: no overflow for a large a
     return torch.softmax(log_w, 0)
 
@@ -167,6 +172,24 @@ class MQARTask(Task):
     def __init__(self, cfg: MQARConfig):
         super().__init__(cfg)
         self.iterations_to_99, self.last_accuracy, self.best_accuracy, self._held_out = None, None, None, {}
+
+    def check_train(self, cfg) -> None:
+        if self.cfg.stop_accuracy is not None and not cfg.eval_every:
+            raise ValueError(
+                f"stop_accuracy={self.cfg.stop_accuracy} needs held-out evaluations to stop on: set eval_every (the "
+                "cpu preset's is 100), or leave stop_accuracy unset"
+            )
+
+    def sizes(self, model_cfg) -> list[tuple[int, str]]:
+        T, V = self.cfg.seq_len, self.cfg.vocab_size
+        return [
+            (
+                self.cfg.batch_size * T * V,
+                f"the logits of a batch (batch_size {self.cfg.batch_size}, seq_len {T}, vocab_size {V})",
+            ),
+            (min(256, self.cfg.eval_batch) * T * V, f"the logits of an evaluation chunk (seq_len {T}, vocab_size {V})"),
+            (self.cfg.eval_batch * T * 2, f"the held-out examples (eval_batch {self.cfg.eval_batch}, seq_len {T})"),
+        ]
 
     def model_fields(self) -> dict:
         return dict(vocab_size=self.cfg.vocab_size, context=self.cfg.seq_len)

@@ -30,10 +30,14 @@ def flat(x: Tensor) -> Tensor:
 
 
 def power_of_two_scale(m: Tensor) -> Tensor:
-    """2**-floor(log2 m): a factor that brings m into [1, 2) exactly (1 where m is 0 or not finite); it never carries
-    gradient."""
+    """2**-floor(log2 m): a factor that brings m into [1, 2) exactly (1 where m is 0 or not finite; for a subnormal m,
+    the largest power of two of its dtype, which leaves it below 1 but normal); it never carries gradient."""
     m = m.detach()
-    return torch.where((m > 0) & torch.isfinite(m), torch.exp2(-torch.floor(torch.log2(m))), torch.ones_like(m))
+    top = int(math.log2(torch.finfo(m.dtype).max)) if m.is_floating_point() else 127  # 2**127 for float32
+    exponent = (-torch.floor(torch.log2(m))).clamp(
+        max=top
+    )  # below 2**-126 (subnormal) m is brought up as far as it can
+    return torch.where((m > 0) & torch.isfinite(m), torch.exp2(exponent), torch.ones_like(m))
 
 # %% ../nbs/04_normalisation.ipynb #c593bb46
 def layer_norm(x: Tensor, eps: float = 0.0) -> Tensor:

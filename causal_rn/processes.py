@@ -12,8 +12,8 @@ from .config import TrainConfig
 from .runs import writes_in_progress
 
 # %% auto #0
-__all__ = ['RunInterrupted', 'StopRequests', 'world', 'join_process_group', 'leave_process_group', 'pick_device',
-           'mean_over_processes']
+__all__ = ['RunInterrupted', 'StopRequests', 'world', 'join_process_group', 'JobMismatch', 'agree', 'leave_process_group',
+           'pick_device', 'mean_over_processes']
 
 # %% ../nbs/12_processes.ipynb #1d05cb21
 class RunInterrupted(KeyboardInterrupt):
@@ -54,9 +54,39 @@ class StopRequests:
         return False
 
 # %% ../nbs/12_processes.ipynb #7132a312
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"the environment variable {name}={text!r} is not an integer; torchrun sets it, or unset it"
+        ) from None
+
+
 def world() -> tuple[int, int]:
-    "(rank, world size) of this process, from torchrun's environment; (0, 1) outside torchrun."
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    """(rank, world size) of this process, from torchrun's environment; (0, 1) outside torchrun. A ValueError naming
+    the variable if they cannot describe a job."""
+    rank, size = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if size < 1:
+        raise ValueError(f"WORLD_SIZE={size}: a job has at least one process; unset it to run alone")
+    if not 0 <= rank < size:
+        raise ValueError(
+            f"RANK={rank} with WORLD_SIZE={size}: a rank is 0 to WORLD_SIZE - 1"
+            + (
+                " (a rank set alone would train without writing anything: start the job with torchrun)"
+                if size == 1
+                else ""
+            )
+        )
+    if size > 1:
+        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+        if missing:
+            raise ValueError(f"WORLD_SIZE={size} but {' and '.join(missing)} not set: start the job with torchrun")
+        _env_int("MASTER_PORT", 0)
+    return rank, size
 
 
 def join_process_group(device: torch.device, timeout_s: int) -> tuple[int, int]:
@@ -79,6 +109,31 @@ def join_process_group(device: torch.device, timeout_s: int) -> tuple[int, int]:
                 "were started (--nproc_per_node, --nnodes) and can reach that address"
             ) from None
     return dist.get_rank(), dist.get_world_size()
+
+
+class JobMismatch(ValueError):
+    "The processes of one job were started with different configurations."
+
+
+def agree(identity: dict, size: int, device) -> None:
+    """Every process of a job started the same run: the SHA-256 of its configuration (as `plain` JSON), compared across
+    processes before the first step; a ValueError in every process if any differs."""
+    if size == 1:
+        return
+    import hashlib, json
+
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).digest()
+    mine = torch.tensor(
+        [int.from_bytes(digest[i : i + 7], "big") for i in range(0, 28, 7)], dtype=torch.int64, device=device
+    )
+    low, high = mine.clone(), mine.clone()
+    torch.distributed.all_reduce(low, torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise JobMismatch(
+            f"the {size} processes of this job were started with different configurations (options, presets or "
+            "data): every process must train the same run; start them with the same command"
+        )
 
 
 def leave_process_group():

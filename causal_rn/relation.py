@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_relation.ipynb #0d344651
 from __future__ import annotations
-import dataclasses, importlib.util, math, os, time
+import dataclasses, importlib.util, math, os, sys, threading, time, types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -15,12 +15,14 @@ from torch import Tensor
 from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
 from .factorised import ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, pair_counts
 from .linearisation import linear_relation
-from .norms import NORMS, PRENORMS, centre, get_norm, pair_spread, power_of_two_scale, prenorm_join
+from .fused import FUSED_MAX_FEATURES, fused_fits, fused_grads, fused_kernel, fused_sums, fused_why
+from .norms import NORMS, PRENORMS, centre, get_norm, normalised_bound, pair_spread
+from .norms import power_of_two_scale, prenorm_join
 
 # %% auto #0
 __all__ = ['TILE_ELEMS', 'TILE_THREADS', 'SHARE_MIN_PAIR_FEATURES', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec',
-           'tile_side', 'others_busy', 'ChunkedRelation', 'differentiable_backward', 'common_scale', 'relation',
-           'resolve_impl', 'relation_rows', 'supports']
+           'tile_side', 'others_busy', 'ChunkedRelation', 'differentiable_backward', 'common_scale', 'FusedRelation',
+           'relation', 'resolve_impl', 'relation_rows', 'supports']
 
 # %% ../nbs/05_relation.ipynb #5a1e0c02
 def decomposable(prenorm: str, act: str) -> bool:
@@ -209,11 +211,22 @@ _load = dict(at=-1.0, stat=None, busy=False)
 
 
 def _tile_pool(n: int) -> ThreadPoolExecutor:
-    "`n` threads whose torch ops each run on one core (made once per size, then reused)."
+    """`n` threads whose torch ops each run on one core (made once per size, then reused). `torch.set_num_threads` in
+    a thread also changes the count every later thread starts with, so it is set back once all `n` have started."""
     if n not in _pools:
-        _pools[n] = ThreadPoolExecutor(
-            n, thread_name_prefix="causal_rn-tiles", initializer=torch.set_num_threads, initargs=(1,)
-        )
+        threads = torch.get_num_threads()
+        ready = threading.Barrier(n + 1)
+
+        def start():
+            torch.set_num_threads(1)
+            ready.wait()
+
+        pool = ThreadPoolExecutor(n, thread_name_prefix="causal_rn-tiles")
+        for _ in range(n):
+            pool.submit(start)
+        ready.wait()  # all n threads run on one core each now
+        torch.set_num_threads(threads)  # and the rest of the process as it was
+        _pools[n] = pool
     return _pools[n]
 
 
@@ -377,8 +390,10 @@ def common_scale(q: Tensor, p: Tensor) -> Tensor:
     return power_of_two_scale(torch.maximum(q.detach().abs().amax(), p.detach().abs().amax()))
 
 # %% ../nbs/05_relation.ipynb #05c1a027
-def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False) -> Tensor:
-    "Bounded-memory relation: per-token preparation under autograd, then the tiled Function."
+def _chunked(
+    q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False, fused: bool = False
+) -> Tensor:
+    "Bounded-memory relation: per-token preparation under autograd, then the tiled Function (or the fused kernel's)."
     eps = spec.eps
     if spec.prenorm == "exact":  # exact rescaling, so that the pair statistics cannot overflow
         c = common_scale(q, p)
@@ -386,7 +401,36 @@ def _chunked(q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compil
     elif spec.prenorm == "approx":
         mu = get_norm(spec.norm)
         q, p = mu(q, spec.eps), mu(p, spec.eps)
+    if fused:
+        return FusedRelation.apply(q, p, spec, eps)
     return ChunkedRelation.apply(q, p, spec, chunk, compiled, eps)
+
+# %% ../nbs/05_relation.ipynb #cac9c7e6
+class FusedRelation(torch.autograd.Function):
+    "The exact relation (exp) by the fused CPU kernel, with its recomputing backward. Inputs centred (layer), float32."
+
+    @staticmethod
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor) -> Tensor:
+        B, T, H = q.shape
+        eps = float(eps)
+        counts = pair_counts(T, spec.causal, q.device, q.dtype)
+        bound = normalised_bound(H, spec.norm) if spec.stable else 0.0  # the fixed shift of "The row maximum"
+        acc = fused_sums(q, p, spec.causal, eps, bound)
+        if spec.stable:
+            top = acc.amax(-1, keepdim=True)
+            y, shift = acc / top, bound + top.log()[..., 0]
+        else:
+            y, shift = acc / counts[:, None], counts.log().expand(B, T)
+        ctx.save_for_backward(q, p, shift)
+        ctx.spec, ctx.eps = spec, eps
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        q, p, shift = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: the differentiable form
+            return (*differentiable_backward(q, p, grad_y, ctx.spec, ctx.eps), None, None)
+        return (*fused_grads(q, p, grad_y, shift, ctx.spec.causal, ctx.eps), None, None)
 
 # %% ../nbs/05_relation.ipynb #59bfcf1e
 def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
@@ -397,7 +441,7 @@ def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
     return linear_relation(q, p, spec.causal, spec.stable)
 
 # %% ../nbs/05_relation.ipynb #a64a3515
-IMPLS = ("auto", "naive", "chunked", "compiled", "linear", "triton")
+IMPLS = ("auto", "naive", "chunked", "compiled", "fused", "linear", "triton")
 CHECK_FINITE = (
     True  # refuse NaN/inf inputs; one reduction per call (and a device sync on a GPU): set False in tight loops
 )
@@ -514,6 +558,43 @@ def _check_triton(q: Tensor, spec: RelationSpec):
         )
 
 
+def _fused_suits(q: Tensor, spec: RelationSpec) -> bool:
+    "Whether impl='auto' should use the fused CPU kernel: exact form, exp, a CPU tensor of at most 32 bits, it builds."
+    return (
+        (spec.prenorm, spec.act) == ("exact", "exp")
+        and q.device.type == "cpu"
+        and q.dtype != torch.float64
+        and fused_fits(q.shape[-1], spec.norm)
+        and not _compiling()
+        and fused_kernel() is not None
+    )
+
+
+def _check_fused(q: Tensor, spec: RelationSpec):
+    if (spec.prenorm, spec.act) != ("exact", "exp"):
+        raise ValueError(
+            f"impl='fused' computes the exact form only (prenorm='exact', act='exp'), got prenorm={spec.prenorm!r}, "
+            f"act={spec.act!r}; use impl='chunked' (or 'auto') for this form"
+        )
+    if q.device.type != "cpu":
+        raise ValueError(f"impl='fused' is a CPU kernel, got a tensor on {q.device}; use impl='auto'")
+    if q.dtype == torch.float64:
+        raise TypeError(
+            "impl='fused' computes in float32, so float64 inputs would silently lose precision; use impl='chunked' "
+            "(or 'auto') for float64"
+        )
+    if not fused_fits(q.shape[-1], spec.norm):
+        raise ValueError(
+            f"impl='fused' takes at most {FUSED_MAX_FEATURES} features per head (its fixed shift is exact there), "
+            f"got H={q.shape[-1]}; use impl='chunked' (or 'auto')"
+        )
+    if fused_kernel() is None:
+        raise RuntimeError(
+            f"impl='fused' needs its C kernel, which could not be built here ({fused_why()}); use impl='auto' "
+            "(the chunked path) or install a C compiler"
+        )
+
+
 def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) -> str:
     "Check `impl` and `chunk` against the spec and the tensors; 'auto' becomes the implementation it picks."
     one_of("impl", impl, IMPLS)
@@ -522,6 +603,8 @@ def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) ->
     _check_features(spec, q.shape[-1])
     if impl == "triton":
         _check_triton(q, spec)
+    if impl == "fused":
+        _check_fused(q, spec)
     if impl == "linear" and not spec.decomposable:
         why = (
             "the exact pre-activation normalisation mu(p_i + q_j) does not factorise into a function of p_i "
@@ -535,7 +618,9 @@ def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) ->
         )
     if impl != "auto":
         return impl
-    return "linear" if spec.decomposable else "triton" if _triton_suits(q, spec) else "chunked"
+    if spec.decomposable:
+        return "linear"
+    return "triton" if _triton_suits(q, spec) else "fused" if _fused_suits(q, spec) else "chunked"
 
 # %% ../nbs/05_relation.ipynb #0193093a
 def relation(
@@ -558,7 +643,7 @@ def relation(
     prenorm: "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j; mu is `norm` ("layer" or
     "rms"), dividing by (std + eps). causal: S_j = {i <= j}, else all i. stable (exp only): return each row
     divided by its max, computed without overflow. impl: "naive", "chunked", "compiled" (chunked, tiles fused
-    by torch.compile), "linear", "triton" or "auto".
+    by torch.compile), "fused" (the CPU kernel), "linear", "triton" or "auto".
     chunk: rows per tile side for impl="chunked" (None: about 3 * 2**18 numbers per tile).
     spec: those six options as one checked `RelationSpec`, instead of the keywords (leave them at their defaults)."""
     _check_tensors(q, p)
@@ -576,13 +661,24 @@ def relation(
 
         y = triton_relation(q, p, spec)
     else:
-        y = _chunked(q, p, spec, chunk, compiled=impl == "compiled")
+        y = _chunked(q, p, spec, chunk, compiled=impl == "compiled", fused=impl == "fused")
     return _in_dtype(y, dtype)
 
 # %% ../nbs/05_relation.ipynb #c2c9bc03
 def resolve_impl(impl: str, spec: RelationSpec, width: int, device="cpu", dtype=torch.float32) -> str:
     "The implementation `relation(q, p, impl=impl, spec=spec)` runs for inputs of `width` features on `device`."
     return _choose_impl(torch.empty(1, 1, width, device=device, dtype=dtype), spec, impl, None)
+
+# %% ../nbs/05_relation.ipynb #ac95752c
+class _OperatorModule(types.ModuleType):
+    "This module, callable as `relation` itself."
+
+    def __call__(self, *args, **kwargs) -> Tensor:
+        return relation(*args, **kwargs)
+
+
+if __name__ == "causal_rn.relation":  # in the library, not in this notebook
+    sys.modules[__name__].__class__ = _OperatorModule
 
 # %% ../nbs/05_relation.ipynb #aa27087e
 def relation_rows(
@@ -612,6 +708,6 @@ def supports(impl: str, prenorm: str, act: str) -> bool:
     "Whether `impl` can compute the relation with this `prenorm` and `act`."
     if impl == "linear":
         return decomposable(prenorm, act)
-    if impl == "triton":
+    if impl in ("triton", "fused"):
         return prenorm == "exact" and act == "exp"
     return impl in ("naive", "chunked", "compiled", "auto")

@@ -40,8 +40,9 @@ def status_findings(results="results") -> list[Finding]:
 def status_markdown(findings, link: str = "nbs/") -> str:
     "The status table in Markdown; `link` is prefixed to the notebook names."
 
-    def esc(x: str) -> str:
-        return str(x).replace("|", "\\|")
+    def esc(x: str) -> str:  # a stored string cannot break a row or inject markup
+        text = " ".join(str(x).split())
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
     rows = [
         f"| {f.figure} | {esc(f.claim)} | {esc(f.paper)} | {esc(f.ours)} | {esc(f.device)} | {f.seeds} | "
@@ -98,10 +99,22 @@ def main(argv=None) -> int:
         "--check", action="store_true", help="with --readme: only report whether its table is current (exit 1 if not)"
     )
     args = p.parse_args(argv)
+    if args.check and not args.readme:
+        print(
+            "causal-rn-status: --check compares the README's table with results/: give --readme README.md",
+            file=sys.stderr,
+        )
+        return 2
     try:
         table, commands = status_markdown(status_findings(args.results)), commands_markdown(args.results)
     except FileNotFoundError as e:
         print(f"causal-rn-status: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError) as e:  # a damaged stored run
+        print(
+            f"causal-rn-status: the stored runs under {args.results} cannot be read: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
         return 2
     if not args.readme:
         print(table)
@@ -123,6 +136,10 @@ def main(argv=None) -> int:
         print(f"{path}: the status table is current")
         return 0
     if new != text:
-        atomic_write(path, lambda f: f.write(new.encode()))  # a kill mid-write leaves the old README whole
+        try:  # a kill mid-write leaves the old README whole; a link or a read-only file is refused, the mode kept
+            atomic_write(path, lambda f: f.write(new.encode()))
+        except (ValueError, OSError) as e:
+            print(f"causal-rn-status: {e}", file=sys.stderr)
+            return 2
     print(f"{path}: status table written ({table.count(chr(10)) - 1} rows)")
     return 0

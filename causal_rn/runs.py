@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_runs.ipynb #a10e0003
 from __future__ import annotations
-import csv, datetime, hashlib, io, json, math, os, platform, socket, stat, sys
+import csv, datetime, errno, hashlib, io, json, math, os, platform, re, socket, stat, sys
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['TEMPORARY', 'CHECKPOINT_FORMAT', 'CHECKPOINT_MAGIC', 'CHECKPOINT_FIELDS', 'RUN_FILES', 'writing',
-           'writes_in_progress', 'atomic_write', 'write_text', 'write_json', 'plain', 'write_metrics', 'read_metrics',
-           'CheckpointError', 'checkpoint_bytes', 'read_checkpoint', 'RunDirectoryInUse', 'RunLock', 'check_run_path',
-           'RunDir', 'machine', 'load_run', 'check_new_file']
+__all__ = ['TEMPORARY', 'OWN_TEMPORARY', 'NOFOLLOW', 'CHECKPOINT_FORMAT', 'CHECKPOINT_MAGIC', 'CHECKPOINT_FIELDS', 'RUN_FILES',
+           'SUMMARY_FIELDS', 'writing', 'writes_in_progress', 'DiskFull', 'open_new', 'atomic_write', 'write_text',
+           'write_json', 'plain', 'write_metrics', 'read_metrics', 'CheckpointError', 'checkpoint_bytes',
+           'read_regular', 'read_sealed', 'read_checkpoint', 'RunDirectoryInUse', 'RunLock', 'check_run_path', 'RunDir',
+           'machine', 'metrics_digest', 'load_run', 'check_new_file']
 
 # %% ../nbs/10_runs.ipynb #a10e0007
 _writes_in_progress = 0
@@ -38,23 +39,75 @@ def writes_in_progress() -> bool:
 
 
 TEMPORARY = ".tmp"
+OWN_TEMPORARY = re.compile(r"^\.(checkpoint\.pt|metrics\.csv|summary\.json|write-probe)\.tmp\d+$")  # what it writes
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class DiskFull(OSError):
+    "No space was left on the device to finish a write; the file it was replacing is intact."
+
+
+def _refuse_link(path: Path):
+    if os.path.islink(path):
+        raise ValueError(
+            f"{path} is a symbolic link; causal_rn writes its own files, never through a link: remove the link, or "
+            f"give the path it points to ({os.path.realpath(path)})"
+        )
+
+
+def open_new(path: str | Path) -> int:
+    "A file descriptor of a new file `path`, created here (O_EXCL) and never through a link (O_NOFOLLOW)."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        if os.path.islink(path) or not stat.S_ISREG(os.lstat(path).st_mode):
+            raise ValueError(
+                f"{path} exists and is not a file of causal_rn's (a link, folder or device); move it away"
+            ) from None
+        os.unlink(path)  # the temporary of a killed writer that had this process's id
+        return os.open(path, flags, 0o644)
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    "Call `write(file)` on a temporary binary file next to `path`, fsync it, and rename it over `path`."
+    """Call `write(file)` on a temporary binary file next to `path`, fsync it, and rename it over `path`: never through
+    a link, keeping the permissions of the file it replaces (and refusing one that is read-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_link(path)
+    mode = None
+    if os.path.lexists(path):
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} exists and is not a regular file; move it away")
+        if not st.st_mode & 0o222:
+            raise ValueError(f"{path} is read-only (mode {stat.S_IMODE(st.st_mode):o}); make it writable to replace it")
+        mode = stat.S_IMODE(st.st_mode)
     tmp = path.with_name(f".{path.name}{TEMPORARY}{os.getpid()}")
     with writing():
+        made = False
         try:
-            with open(tmp, "wb") as f:
+            fd = open_new(tmp)
+            made = True
+            with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)
             os.replace(tmp, path)
+            made = False
             _fsync_folder(path.parent)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(
+                    e.errno,
+                    f"no space left on the device to write {path} (the old file, if any, is intact); "
+                    "free some space and run the same command again",
+                ) from None
+            raise
         finally:
-            if tmp.exists():
+            if made and os.path.lexists(tmp) and not os.path.islink(tmp):
                 tmp.unlink()
     return path
 
@@ -142,15 +195,38 @@ def _what_it_is(head: bytes) -> str:
     return "not a causal_rn checkpoint"
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The payload of the checkpoint file `path`, after checking its header and SHA-256; `CheckpointError` if anything
-    is wrong."""
+def read_regular(path: str | Path, what: str) -> bytes:
+    """The bytes of the regular file `path`: a folder, FIFO or device is refused before anything is read (a FIFO
+    would block, /dev/zero would never end), and no more than the file's size is read."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be opened as a {what}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{path} is not a regular file (a folder, FIFO or device), so it is not a {what}")
+        chunks, left = [], st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_sealed(path: str | Path, what: str = "checkpoint") -> object:
+    "The payload of a file written by `checkpoint_bytes`, after checking its header and SHA-256."
+    path = Path(path)
+    data = read_regular(path, f"causal_rn {what}")
     if not data:
         raise CheckpointError(f"{path} is empty (0 bytes): the write that made it never happened")
     if not data.startswith(CHECKPOINT_MAGIC):
-        raise CheckpointError(f"{path} is not a causal_rn checkpoint: it is {_what_it_is(data)}")
+        raise CheckpointError(f"{path} is not a causal_rn {what}: it is {_what_it_is(data)}")
     header_end = data.find(b"\n", len(CHECKPOINT_MAGIC))
     header = data[len(CHECKPOINT_MAGIC) : header_end]
     if header_end < 0 or not header.startswith(b"sha256 ") or len(header) != 7 + 64:
@@ -162,9 +238,39 @@ def read_checkpoint(path: str | Path) -> dict:
             "truncated, or altered on disk)"
         )
     try:
-        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path} passed its SHA-256 check but cannot be read: {e}") from e
+
+
+def _check_payload(path: Path, payload: dict):
+    "Fields of a checkpoint that cannot be: a count that is not one, rows that are not 1..iteration, bad weights."
+    it = payload["iteration"]
+    if isinstance(it, bool) or not isinstance(it, int) or not 0 <= it <= 10**9:
+        raise CheckpointError(f"{path}: its iteration {it!r} is not a count of iterations (an integer from 0)")
+    rows = payload.get("metrics")
+    if rows is not None:
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise CheckpointError(f"{path}: its metrics are not a list of rows")
+        if [r.get("iteration") for r in rows] != list(range(1, len(rows) + 1)) or len(rows) != it:
+            raise CheckpointError(f"{path}: its metrics rows are not the iterations 1 to {it}, once each")
+    for name in ("model", "optimizer"):
+        if not isinstance(payload[name], dict):
+            raise CheckpointError(f"{path}: its {name} state is a {type(payload[name]).__name__}, not a dict")
+    for key, value in payload["model"].items():
+        if not torch.is_tensor(value):
+            raise CheckpointError(f"{path}: its model state holds {key!r} = a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            raise CheckpointError(f"{path}: its weights {key!r} are not finite (NaN or inf): not a good checkpoint")
+    if "state" in payload and not isinstance(payload["state"], dict):
+        raise CheckpointError(f"{path}: its loop state is a {type(payload['state']).__name__}, not a dict")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The payload of the checkpoint file `path`, after checking its header, its SHA-256 and that its fields can be;
+    `CheckpointError` if anything is wrong."""
+    path = Path(path)
+    payload = read_sealed(path, "checkpoint")
     if not isinstance(payload, dict) or not all(k in payload for k in CHECKPOINT_FIELDS):
         got = (
             f"a dict with fields {sorted(payload)[:8]}" if isinstance(payload, dict) else f"a {type(payload).__name__}"
@@ -176,6 +282,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(
             f"{path}: checkpoint format {payload['format']!r}, this version of causal_rn reads {CHECKPOINT_FORMAT}"
         )
+    _check_payload(path, payload)
     return payload
 
 # %% ../nbs/10_runs.ipynb #a10e0017
@@ -193,7 +300,14 @@ class RunLock:
         import fcntl
 
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise ValueError(
+                        f"{self.path} is a symbolic link; a run's lock is its own file: remove the link"
+                    ) from None
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -271,15 +385,21 @@ def check_run_path(path) -> Path:
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ValueError(f"the run directory's name {text!r} contains control characters (a newline, a tab, ...)")
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a folder; a run directory is a folder")
-    for name in RUN_FILES:
-        f = path / name
-        if os.path.lexists(f) and not (f.exists() and stat.S_ISREG(f.stat().st_mode)):
-            raise ValueError(
-                f"{f} exists and is not a regular file (a FIFO, device, folder or broken link); "
-                "move it away or use another output folder"
-            )
+    try:
+        if os.path.islink(path):
+            raise ValueError(f"the run directory {path} is a symbolic link; give the folder it points to")
+        if os.path.lexists(path) and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a folder; a run directory is a folder")
+        for name in RUN_FILES:
+            f = path / name
+            if os.path.lexists(f) and not stat.S_ISREG(os.lstat(f).st_mode):
+                raise ValueError(
+                    f"{f} exists and is not a regular file of its own (a link, FIFO, device or folder); "
+                    "causal_rn never writes through it: move it away or use another output folder"
+                )
+    except OSError as e:
+        shown = text if len(text) < 100 else text[:60] + "..."
+        raise ValueError(f"the run directory {shown} cannot be used: {e.strerror}") from None
     return path
 
 
@@ -290,12 +410,15 @@ def _check_writable(folder: Path):
         raise ValueError(f"cannot create the run directory {folder}: {e.strerror}") from None
     probe = folder / f".write-probe{TEMPORARY}{os.getpid()}"
     try:
-        probe.write_bytes(b"")
+        os.close(open_new(probe))  # never through a link planted there
         probe.unlink()
     except OSError as e:
         raise ValueError(f"cannot write in the run directory {folder}: {e.strerror}") from None
 
 # %% ../nbs/10_runs.ipynb #a10e0031
+SUMMARY_FIELDS = ("kind", "iterations", "model_config", "task_config", "train_config")
+
+
 class RunDir:
     "A run's folder: `checkpoint.pt` (+ the previous one), `metrics.csv`, `summary.json`; locked while used in `with`."
 
@@ -328,8 +451,9 @@ class RunDir:
         return self._lock.took_over if self._lock else None
 
     def remove_temporaries(self) -> list[str]:
-        "Delete the temporary files of writers that were killed before renaming them; their names."
-        gone = [p for p in self.path.iterdir() if p.name.startswith(".") and TEMPORARY in p.name and p.is_file()]
+        """Delete the temporary files of writers that were killed before renaming them (only the names causal_rn writes,
+        `.<run file>.tmp<pid>`, and only regular files); their names."""
+        gone = [p for p in self.path.iterdir() if OWN_TEMPORARY.match(p.name) and stat.S_ISREG(os.lstat(p).st_mode)]
         for p in gone:
             p.unlink()
         return [p.name for p in gone]
@@ -338,10 +462,19 @@ class RunDir:
         return self.summary.exists()
 
     def read_summary(self) -> dict:
+        "The run's summary, checked to be one: a JSON object with the fields every summary has."
         try:
-            return json.loads(self.summary.read_text())
-        except (OSError, ValueError) as e:
+            s = json.loads(read_regular(self.summary, "run summary").decode())
+        except (CheckpointError, OSError, ValueError) as e:
             raise ValueError(f"{self.summary} cannot be read ({e}); move it away to train the run again") from None
+        if not isinstance(s, dict):
+            raise ValueError(f"{self.summary} holds a JSON {type(s).__name__}, not a run's summary; move it away")
+        missing = [k for k in SUMMARY_FIELDS if k not in s]
+        if missing:
+            raise ValueError(f"{self.summary} is not a complete run summary: it lacks {missing}; move it away")
+        if isinstance(s["iterations"], bool) or not isinstance(s["iterations"], int) or s["iterations"] < 0:
+            raise ValueError(f"{self.summary}: its iterations {s['iterations']!r} is not a count of iterations")
+        return s
 
     def write_summary(self, summary: dict):
         write_json(self.summary, summary)
@@ -403,12 +536,43 @@ def machine(device: str = "cpu") -> dict:
     return dict(device=name, torch=torch.__version__, python=platform.python_version(), date=_now(), **isa)
 
 
+def metrics_digest(path: str | Path) -> str:
+    "The SHA-256 of a metrics file as written: a summary records it, and `load_run` checks it."
+    return hashlib.sha256(read_regular(path, "metrics file")).hexdigest()
+
+
 def load_run(path: str | Path) -> tuple[dict, dict[str, list[float]]]:
-    "A finished run's summary and its metrics as columns of floats (a value not logged at an iteration is NaN)."
+    """A finished run's summary and its metrics as columns of floats (a value not logged at an iteration is NaN); a
+    ValueError naming the file when they do not agree."""
     run = RunDir(path)
     if not run.finished():
         raise FileNotFoundError(f"{run.path}: no summary.json; run the experiment's slow cell first")
-    return run.read_summary(), (read_metrics(run.metrics) if run.metrics.exists() else {})
+    s = run.read_summary()
+    if not run.metrics.exists():
+        return s, {}
+    try:
+        m = read_metrics(run.metrics)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{run.metrics} cannot be read as metrics ({e}); the run's summary is {run.summary}") from None
+    recorded = s.get("metrics_sha256")
+    if recorded is not None and recorded != metrics_digest(run.metrics):
+        raise ValueError(
+            f"{run.metrics} is not the file the run wrote: its SHA-256 differs from the one {run.summary} "
+            "records (edited or cut afterwards)"
+        )
+    its = m.get("iteration", [])
+    if its != [float(i) for i in range(1, len(its) + 1)] or len(its) != s["iterations"]:
+        raise ValueError(
+            f"{run.metrics} holds {len(its)} rows (iterations {its[:1]}..{its[-1:]}) but {run.summary} "
+            f"says {s['iterations']} iterations: one of them was edited or cut"
+        )
+    final = s.get("final_loss")
+    if final is not None and its and abs(m["loss"][-1] - final) > 1e-9 * max(1.0, abs(final)):
+        raise ValueError(
+            f"{run.summary} says the final loss was {final}, {run.metrics}'s last row {m['loss'][-1]}: "
+            "one of them was edited"
+        )
+    return s, m
 
 # %% ../nbs/10_runs.ipynb #a10e0028
 def check_new_file(path: str | Path, overwrite: bool = False, option: str = "--overwrite") -> Path:

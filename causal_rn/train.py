@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_training.ipynb #2908f452
 from __future__ import annotations
-import math, random, shutil, signal, time
+import json, math, os, random, signal, time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +23,18 @@ from causal_rn.config import (
     learning_rate,
     run_identity,
 )
-from .model import KINDS, ModelConfig, build_model, count_params
+from .model import KINDS, ModelConfig, build_model, count_params, model_for_state
 from causal_rn.processes import (
     RunInterrupted,
     StopRequests,
+    agree,
     join_process_group,
     mean_over_processes,
     pick_device,
     world,
 )
 from .relation import RelationSpec, resolve_impl
-from .runs import CHECKPOINT_FORMAT, RunDir, machine, read_checkpoint
+from .runs import CHECKPOINT_FORMAT, RUN_FILES, RunDir, RunLock, machine, metrics_digest, read_checkpoint
 
 # %% auto #0
 __all__ = ['IGNORE', 'Task', 'Training', 'finished_run', 'build', 'non_finite', 'train_step', 'evaluate', 'save_checkpoint',
@@ -79,6 +80,18 @@ class Task:
     def load_state_dict(self, state: dict):
         pass
 
+    def sizes(self, model_cfg) -> list[tuple[int, str]]:
+        "(elements, what) of the largest tensors a run makes, checked against memory before any work."
+        return [
+            (
+                self.batch_size * model_cfg.context * (model_cfg.vocab_size or model_cfg.n_classes or 1),
+                f"the logits of a batch (batch_size {self.batch_size}, context {model_cfg.context})",
+            )
+        ]
+
+    def check_train(self, cfg) -> None:
+        "Refuse, with a ValueError, a loop configuration this task cannot run with (none by default)."
+
 # %% ../nbs/13_training.ipynb #8f88a819
 @dataclass
 class Training:
@@ -118,6 +131,12 @@ def finished_run(t: Training, extend: bool = False, finished: str = "report") ->
     """(stored summary, None) if `t.run` holds this run finished and it is to be reported; (None, extension) to train,
     where `extension` records an extension asked for (None if not)."""
     if t.run is None or not t.run.finished():
+        if extend:
+            where = "no run" if t.run is None or not t.run.checkpoint.exists() else "an unfinished run"
+            raise ValueError(
+                f"{t.run.path if t.run else 'there'} holds {where}: nothing to extend; run without --extend "
+                "to train it (or resume it)"
+            )
         return None, None
     stored = t.run.read_summary()
     diffs = differences(stored, t.model_cfg, t.task, t.cfg)
@@ -143,6 +162,11 @@ def finished_run(t: Training, extend: bool = False, finished: str = "report") ->
             )
         )
         return stored, None
+    if not (t.run.checkpoint.exists() or t.run.previous.exists()):
+        raise ValueError(
+            f"{t.run.path} holds a finished run without its checkpoint (weights are not committed), so it cannot be "
+            "extended here: train it to the new target in another folder"
+        )
     if t.cfg.optim.schedule == "cosine":
         raise ValueError("a cosine schedule was fitted to the run's length, so it cannot be extended; train a new run")
     if t.cfg.iterations <= stored["iterations"]:
@@ -352,6 +376,10 @@ def relation_impl(cfg: ModelConfig, device) -> str | None:
     return resolve_impl(cfg.impl, spec, cfg.d_hidden // cfg.n_heads, device)
 
 
+def _how(segment: dict) -> str:
+    return json.dumps({k: v for k, v in segment.items() if k != "start"}, sort_keys=True)
+
+
 def finish(t: Training) -> dict:
     "The final evaluation and `summary.json`; the summary."
     try:
@@ -374,6 +402,8 @@ def finish(t: Training) -> dict:
         train_time_s=round(t.state["train_time"], 1),
         final_loss=t.rows[-1]["loss"] if t.rows else None,
         relation_impl=relation_impl(t.model_cfg, t.device),
+        **({"segments": t.state["segments"]} if len({_how(s) for s in t.state.get("segments", [])}) > 1 else {}),
+        metrics_sha256=metrics_digest(t.run.metrics) if t.writes and t.run.metrics.exists() else None,
         **final,
         **({"extended": t.state["extended"]} if t.state["extended"] else {}),
         **run_identity(t.model_cfg, t.task, t.cfg),
@@ -414,6 +444,7 @@ def fit(
     run = RunDir(run_dir) if run_dir is not None else None
     device = pick_device(cfg)
     rank, size = join_process_group(device, cfg.dist_timeout)
+    agree(run_identity(model_cfg, task, cfg), size, device)  # every process, the same run
     log = log if rank == 0 else (lambda *a: None)
     with run if run is not None and rank == 0 else nullcontext():
         if run is not None and rank == 0 and run.took_over:
@@ -423,6 +454,14 @@ def fit(
         if stored is not None:
             return stored
         resume(build(t))
+        how = dict(
+            start=t.start,
+            device=str(t.device),
+            amp=t.amp,
+            compile=cfg.compile,
+            relation_impl=relation_impl(model_cfg, device),
+        )
+        t.state.setdefault("segments", []).append(how)  # a resumed run may execute otherwise: each part is recorded
         if extend:
             t.state["stopped_by_task"] = False
             t.state["extended"].append(extension)
@@ -442,8 +481,7 @@ def load_model(path: str | Path, device: str = "cpu"):
             "train the run on this machine first (its notebook's slow cell)"
         )
     payload = read_checkpoint(run.checkpoint)
-    model = build_model(ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model"])
+    model = model_for_state(ModelConfig(**payload["model_config"]), payload["model"], str(run.checkpoint))
     return model.to(device).eval()
 
 # %% ../nbs/13_training.ipynb #031550e2
@@ -460,10 +498,15 @@ def fit_named(
     log=print,
 ) -> dict:
     """`fit` in the run directory `root/name`: stored if it finished, else trained (or resumed); `force` starts it
-    afresh."""
+    afresh (the run's own files are removed, under its lock; any other file in the folder is left alone)."""
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
         raise ValueError(f"a run's name is one folder name (no '/', not '.' or '..'), got {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"a run's name {name!r} contains control characters (a newline, a tab, a NUL, ...)")
     out = Path(root) / name
-    if force and out.exists():
-        shutil.rmtree(out)
+    if force and out.is_dir():
+        with RunLock(out):  # a run in use by another process is refused, not deleted under it
+            for f in (*RUN_FILES, "checkpoint.damaged.pt"):
+                if f != ".lock" and os.path.lexists(out / f) and not os.path.islink(out / f):
+                    (out / f).unlink()
     return fit(model_cfg, task, cfg, out, preset=preset, finished="strict", progress=progress, log=log)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_vision.ipynb #e424f1f2
 from __future__ import annotations
-import json, math
+import hashlib, json, math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,9 +26,10 @@ from .vision import ImageData, cifar5m_data, digits_data
 
 # %% auto #0
 __all__ = ['VISION_KINDS', 'IMAGE_DATA', 'ONE_EPOCH', 'VISION_PRESETS', 'VISION_BLOCK_MODEL', 'main', 'VISION_EXPERIMENT',
-           'HEATMAP_EXPERIMENT', 'VisionConfig', 'evaluate_classifier', 'image_data', 'VisionTask', 'vision_run_config',
-           'vision_run_name', 'run_vision', 'cls_pair_preactivations', 'cls_relation_map', 'heatmaps', 'heatmap_path',
-           'write_heatmaps', 'vision_run', 'vision_findings', 'heatmap_ink_stats', 'heatmap_findings']
+           'HEATMAP_EXPERIMENT', 'VisionConfig', 'evaluate_classifier', 'image_fingerprint', 'image_data', 'VisionTask',
+           'vision_run_config', 'vision_run_name', 'run_vision', 'cls_pair_preactivations', 'cls_relation_map',
+           'heatmaps', 'heatmap_path', 'write_heatmaps', 'vision_run', 'vision_findings', 'heatmap_ink_stats',
+           'heatmap_findings']
 
 # %% ../nbs/24_vision.ipynb #7e482e7d
 VISION_KINDS = ("linear_bi_rn", "transformer", "linear_transformer")
@@ -95,6 +96,15 @@ def evaluate_classifier(model: Model, data: ImageData, images: Tensor, labels: T
     return dict(loss=loss / len(labels), accuracy=correct / len(labels))
 
 
+def image_fingerprint(data: ImageData) -> str:
+    "A short SHA-256 of the images a run reads: every label and test image, and every 997th training image."
+    h = hashlib.sha256(data.name.encode())
+    for t in (data.train_labels, data.test_labels, data.test_images, data.train_images[::997]):
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def image_data(cfg: VisionConfig) -> ImageData:
     "The images `cfg.data` names."
     return digits_data() if cfg.data == "digits" else cifar5m_data(cfg.data_dir)
@@ -115,6 +125,7 @@ class VisionTask(Task):
                 f"batch_size={cfg.batch_size} is more than the {len(self.data.train_labels)} training images"
             )
         self.perm, self.pos = None, 0
+        self.data_fingerprint = image_fingerprint(self.data)  # resuming on other images is another run
 
     def model_fields(self) -> dict:
         d = self.data

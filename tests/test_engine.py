@@ -175,14 +175,16 @@ def test_configs_refuse_nonsense():
     with pytest.raises(ValueError, match="min_lr must be <= 0.001"):
         OptimConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="batch_size=5 is the global batch and must divide evenly over 2"):
-        os.environ["WORLD_SIZE"] = "2"
+        job = dict(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="29999")  # a whole torchrun job
+        os.environ.update(job)
         try:
             fit(
                 *copy_run_config("causal_rn", "cpu", 2, model=TINY_MODEL, train=dict(batch_size=5, iterations=1)),
                 **QUIET,
             )
         finally:
-            del os.environ["WORLD_SIZE"]
+            for k in job:
+                del os.environ[k]
     assert train_config(lr=1e-3, iterations=4).optim.lr == 1e-3
     with pytest.raises(ValueError, match="extending needs a target beyond"):
         raise_extend()

@@ -25,9 +25,9 @@ def sidebar_notebooks() -> list[str]:
 
 
 def test_reading_order_matches_index_sidebar_and_files():
-    from_index = re.findall(r"^\s*\d+\. \[[^\]]+\]\((\d\d_\w+)\.ipynb\)", index_text(), re.MULTILINE)
-    from_readme = re.findall(r"^\d+\. `nbs/(\d\d_\w+)\.ipynb`", README, re.MULTILINE)
-    on_disk = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9][0-9]_*.ipynb"))
+    from_index = re.findall(r"^\s*\d+\. \[[^\]]+\]\((\d\d[a-z]?_\w+)\.ipynb\)", index_text(), re.MULTILINE)
+    from_readme = re.findall(r"^\d+\. `nbs/(\d\d[a-z]?_\w+)\.ipynb`", README, re.MULTILINE)
+    on_disk = sorted(p.stem for p in (ROOT / "nbs").glob("[0-9][0-9]*_*.ipynb"))
     assert from_index == on_disk, "index.ipynb's reading order must list every numbered notebook, in order"
     assert from_readme == from_index, "README's reading order differs from index.ipynb's"
     assert sidebar_notebooks() == from_index, "nbs/sidebar.yml differs from index.ipynb's reading order"

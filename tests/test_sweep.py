@@ -140,3 +140,24 @@ def test_a_stored_run_trains_again_to_the_same_bits(tmp_path, monkeypatch):
     out = sweep("fig4", "--only", "transformer", "--match", "*-L8-seed0", "--threads", threads, "--root", str(tmp_path))
     assert out.returncode == 0 and "1 trained" in out.stdout, out.stdout + out.stderr
     assert rows(tmp_path, run) == rows(ROOT, run)
+
+
+def test_stored_causal_rn_runs_train_again_to_the_same_bits_with_the_impl_of_their_day(tmp_path, monkeypatch):
+    """Two of Fig. 4's CausalRN runs (8 letters, seeds 0 and 1), stored before the fused kernel: their `impl="auto"` was
+    the chunked path then, and with it they re-run to the same metrics.csv. (auto now picks the fused kernel, which
+    rounds otherwise.)"""
+    for k, v in AVX2.items():
+        monkeypatch.setenv(k, v)
+    runs = [r for r in EXPERIMENTS["fig4"].runs() if r.kind == "causal_rn" and r.train["string_size"] == 8][:2]
+    stored = [json.loads((run_path(ROOT, r) / "summary.json").read_text()) for r in runs]
+    assert all("relation_impl" not in s for s in stored), "these runs predate the recorded implementation"
+    for r, s in zip(runs, stored):  # each with the thread count it ran with
+        threads = s["device"].split(", ")[-1].split()[0]
+        out = sweep(
+            "fig4", "--only", "causal_rn", "--match", f"*-L8-seed{r.seed}", "--threads", threads,
+            "--set", "impl=chunked", "--root", str(tmp_path), "--quiet",
+        )  # fmt: skip
+        assert out.returncode == 0 and "1 trained" in out.stdout, out.stdout + out.stderr
+    for r in runs:
+        assert rows(tmp_path, r) == rows(ROOT, r), r
+        assert json.loads((run_path(tmp_path, r) / "summary.json").read_text())["relation_impl"] == "chunked"
