@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os, re, resource, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -13,25 +14,24 @@ import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
 
-from .relation import relation
+from .relation import IMPLEMENTATIONS, relation
 from .runs import check_new_file, machine, write_json
 
 # %% auto #0
-__all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'peak_memory_mb', 'reset_peak_memory', 'available', 'measure',
-           'measure_isolated', 'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'speed_words',
-           'megabytes', 'memory_words', 'ratios', 'format_ratios', 'busy_process', 'contention_ratios',
-           'run_contention', 'write_results', 'default_out', 'main']
+__all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'KERNEL_CASES', 'KERNEL_PROVIDERS', 'TRAINING_SETTINGS',
+           'peak_memory_mb', 'reset_peak_memory', 'available', 'measure', 'measure_isolated', 'exp_ceilings',
+           'training_throughput', 'benchmark_cases', 'run_benchmark', 'speed_words', 'megabytes', 'memory_words',
+           'ratios', 'format_ratios', 'busy_process', 'contention_ratios', 'run_contention', 'busy_processes',
+           'kernel_exp_rate', 'in_fresh_process', 'kernel_study', 'training_steps', 'training_contention',
+           'step_profile', 'forward_breakdown', 'write_results', 'default_out', 'main']
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
-PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call)
-    "materialised": dict(impl="naive"),  # the (B, T, T, H) form, as the authors' code computes it
-    "chunked": dict(impl="chunked"),  # exact relation in bounded memory
-    "compiled": dict(impl="compiled"),  # the same, tiles fused by torch.compile
-    "triton": dict(impl="triton"),  # fused GPU kernels
-    "linear": dict(impl="linear", prenorm="approx"),  # Eq. 5 on approx-normalised sides: the O(T) alternative
-    "sdpa": None,  # causal softmax attention, one head of width H
-}
-EXACT_PROVIDERS = ("materialised", "chunked", "compiled", "triton")  # these compute B*T(T+1)/2*H exponentials
+PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call), one per implementation
+    impl.provider: dict(impl=name, **dict(impl.options)) for name, impl in IMPLEMENTATIONS.items()
+} | {"sdpa": None}  # and causal softmax attention, one head of width H: what a user would pick instead
+EXACT_PROVIDERS = tuple(  # these compute B*T(T+1)/2*H exponentials
+    impl.provider for impl in IMPLEMENTATIONS.values() if impl.forms != "decomposable"
+)
 
 
 def _status_mb(field: str) -> float | None:
@@ -60,9 +60,15 @@ def reset_peak_memory() -> float | None:
 
 def available(provider: str, device: str = "cpu") -> str | None:
     "None if `provider` can run on `device`, else the reason it cannot."
+    impl = next((i for i in IMPLEMENTATIONS.values() if i.provider == provider), None)
+    if impl is not None and impl.devices != "CPU or GPU" and impl.devices != {"cpu": "CPU", "cuda": "GPU"}[device]:
+        return "needs a CUDA GPU" if impl.devices == "GPU" else "a CPU kernel"
+    if provider == "fused":
+        from causal_rn.fused import fused_kernel, fused_why
+
+        if fused_kernel() is None:
+            return f"the kernel could not be built ({fused_why()})"
     if provider == "triton":
-        if device != "cuda":
-            return "needs a CUDA GPU"
         try:
             import triton  # noqa: F401
         except ImportError:
@@ -87,8 +93,11 @@ def measure(
     budget_s: float = 20.0,
     return_results: bool = False,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> dict:
-    "Time and peak-memory growth of one provider at shape (B, T, H) in this process."
+    "Time and peak-memory growth of one provider at shape (B, T, H) in this process (on `threads` threads if given)."
+    if threads:
+        torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     q, p, v, grad = (torch.randn(B, T, H, generator=gen).to(device) for _ in range(4))
     q.requires_grad_(backward)
@@ -129,6 +138,7 @@ def measure(
         T=T,
         H=H,
         passes="forward+backward" if backward else "forward",
+        threads=torch.get_num_threads(),
         status="ok",
         time_s=min(timed),
         times_s=times,
@@ -184,6 +194,10 @@ def exp_ceilings(n: int, repeats: int = 3) -> dict:
     return dict(n=n, one_tensor_s=one_tensor, in_cache_exps_per_s=200 * buf.numel() / in_cache)
 
 
+def _median(xs):
+    return sorted(xs)[len(xs) // 2]
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -200,7 +214,8 @@ def training_throughput(
     device: str = "cpu",
     **config,
 ) -> dict:
-    "Tokens per second of forward + backward + AdamW step for one model kind (random token ids)."
+    """Tokens per second of forward + backward + AdamW step for one model kind (random token ids); the fastest and
+    median wall time of `steps` steps and the median CPU time per step (all threads)."""
     from causal_rn.model import ModelConfig, build_model, count_params
 
     torch.manual_seed(0)
@@ -220,16 +235,25 @@ def training_throughput(
 
     step()
     step()  # warm-up
-    seconds = min(_timed(step) for _ in range(steps))
+    walls, cpus = [], []
+    for _ in range(steps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        step()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)  # every thread of this process
     return dict(
         kind=kind,
         d_model=d_model,
         n_blocks=n_blocks,
         batch=batch,
         T=T,
+        impl=config.get("impl", "auto"),
+        threads=torch.get_num_threads(),
         params=count_params(model),
-        step_s=seconds,
-        tokens_per_s=batch * T / seconds,
+        step_s=min(walls),
+        median_s=_median(walls),
+        cpu_s=_median(cpus),
+        tokens_per_s=batch * T / min(walls),
     )
 
 # %% ../nbs/06_relation_benchmark.ipynb #84ef91af
@@ -303,7 +327,7 @@ def run_benchmark(
                 log(f"{case:>6} {r['passes']:>16} {prov:>12}  B={B} T={T} H={H}: {msg}")
                 rows.append(r)
             ref = res["materialised"]
-            for prov in ("chunked", "compiled", "triton"):
+            for prov in [p for p in EXACT_PROVIDERS if p != "materialised"]:
                 if prov in res and ref["status"] == res[prov]["status"] == "ok" and "results" in ref:
                     names = ["output", "grad q", "grad p"]
                     res[prov]["max_rel_diff_vs_materialised"] = {
@@ -387,7 +411,7 @@ def ratios(res: dict) -> dict:
     for case, passes in {(r["case"], r["passes"]) for r in res["rows"] if r["case"] != "sweep"}:
         ref = _row(res, case, passes, "materialised")
         sdpa = _row(res, case, passes, "sdpa") if "sdpa" in measured else dict(status="not run")
-        for prov in ("chunked", "compiled", "triton", "linear"):
+        for prov in [p for p in PROVIDERS if p not in ("materialised", "sdpa")]:
             if prov not in measured:
                 continue
             r = _row(res, case, passes, prov)
@@ -432,10 +456,6 @@ _SETTING_VARS = ("CAUSAL_RN_TILE_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 def busy_process() -> subprocess.Popen:
     "One CPU-bound competitor: a Python busy loop on one thread (kill it when done)."
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
-def _median(xs):
-    return sorted(xs)[len(xs) // 2]
 
 
 def _measure_under(setting: str, busy: bool, **kwargs) -> dict:
@@ -517,15 +537,251 @@ def run_contention(quick: bool = False, repeats: int = 3, log=print) -> dict:
         rows=contention_ratios(cases, repeats=repeats, log=log),
     )
 
+# %% ../nbs/06_relation_benchmark.ipynb #8b3bb6bd
+KERNEL_CASES = (("copy", 2, 514, 192), ("target", 1, 512, 768))  # (case, B, T, H) of the kernel study
+KERNEL_PROVIDERS = ("fused", "chunked", "materialised", "sdpa")
+
+
+@contextmanager
+def busy_processes(n: int):
+    "`n` CPU-bound competitors (one Python busy loop each) for the duration of the block, then killed."
+    procs = [busy_process() for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(0.5)  # let them start, and the load detector see them
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def kernel_exp_rate(threads: int = 1, repeats: int = 3) -> dict:
+    """The in-cache exp rates (exps per second) on `threads` threads: the fused kernel's own exp at the width it runs
+    (`None` without the kernel) and torch.exp, each over a buffer of 2**18 floats per thread (1 MB: in L2) 200 times."""
+    from causal_rn.fused import widest_kernel
+
+    torch.set_num_threads(threads)
+    n = 2**18
+    x, y = torch.randn(threads, n), torch.empty(threads, n)
+    xt, yt = x.flatten(), y.flatten()
+
+    def torch_loop():
+        for _ in range(200):
+            torch.exp(xt, out=yt)
+
+    out = dict(threads=threads, torch_exps_per_s=200 * x.numel() / min(_timed(torch_loop) for _ in range(repeats)))
+    lib = widest_kernel()
+    if lib is None:
+        return out | dict(kernel_exps_per_s=None, kernel_lanes=None)
+
+    def one(k):
+        for _ in range(200):
+            lib.exp_array(x[k].data_ptr(), y[k].data_ptr(), n)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+
+        def kernel_loop():
+            list(pool.map(one, range(threads)))
+
+        kernel_loop()
+        rate = 200 * x.numel() / min(_timed(kernel_loop) for _ in range(repeats))
+        return out | dict(kernel_exps_per_s=rate, kernel_lanes=lib.lanes())
+
+
+def in_fresh_process(fn, **kwargs):
+    "fn(**kwargs) in a fresh (spawned) Python process, so that no thread pool or cache of this one is shared."
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, **kwargs).result()
+
+# %% ../nbs/06_relation_benchmark.ipynb #b9a29aec
+def _not_run(provider, B, T, H, backward, why) -> dict:
+    passes = "forward+backward" if backward else "forward"
+    return dict(provider=provider, B=B, T=T, H=H, passes=passes, status=f"not run: {why}")
+
+
+def kernel_study(quick: bool = False, repeats: int = 3, threads=(1, 2), log=print) -> dict:
+    """The fused kernel against chunked, materialised and SDPA at the copy and target shapes, forward and
+    forward+backward, on 1 and 2 threads, quiet and beside one busy process, each measurement in a fresh process; with
+    the in-cache exp rates of the same threads and load, and each exact provider's exps per second as a fraction of
+    them."""
+    cases = (("copy", 2, 34, 16), ("target", 1, 32, 24)) if quick else KERNEL_CASES
+    threads = threads[:1] if quick else threads  # a smoke test: one thread count
+    ceilings = []
+    for n in threads:
+        for busy in (0, 1):
+            with busy_processes(busy):
+                ceilings.append(dict(busy=busy) | in_fresh_process(kernel_exp_rate, threads=n, repeats=repeats))
+            c = ceilings[-1]
+            kernel = "none" if c["kernel_exps_per_s"] is None else f"{c['kernel_exps_per_s']:.2e}"
+            log(f"exp in cache, {n} thread(s), busy={busy}: kernel {kernel}, torch {c['torch_exps_per_s']:.2e} /s")
+    rows = []
+    for case, B, T, H in cases:
+        for backward in (False, True):
+            for n in threads:
+                for busy in (0, 1):
+                    ceiling = next(c for c in ceilings if (c["threads"], c["busy"]) == (n, busy))
+                    with busy_processes(busy):
+                        for prov in KERNEL_PROVIDERS:
+                            why = available(prov)
+                            kw = dict(provider=prov, B=B, T=T, H=H, backward=backward, repeats=repeats)
+                            r = _not_run(prov, B, T, H, backward, why) if why else measure_isolated(**kw, threads=n)
+                            r = dict(case=case, busy=busy) | r | dict(threads=n)
+                            if r.get("exps_per_s"):
+                                r["median_s"] = _median(r["times_s"][1:] or r["times_s"])
+                                for src in ("kernel", "torch"):
+                                    if ceiling[f"{src}_exps_per_s"]:
+                                        r[f"of_{src}_exp"] = r["exps_per_s"] / ceiling[f"{src}_exps_per_s"]
+                            rows.append(r)
+                            msg = r["status"] if r["status"] != "ok" else f"{r['time_s']:.4f} s"
+                            log(f"{case:>6} {r['passes']:>16} {n} thread(s) busy={busy} {prov:>12}: {msg}")
+    training = training_steps(quick=quick, log=log)
+    profiles = [
+        in_fresh_process(step_profile, kind=kind, impl=impl, string_size=4 if quick else L, quick=quick)
+        for kind, impl in (("causal_rn", "fused"), ("transformer", "auto"))
+        for L in (16, 64)
+    ]
+    shape = dict(T=32, H=24) if quick else {}
+    parts = [in_fresh_process(forward_breakdown, threads=n, **shape) for n in threads]
+    return dict(
+        machine("cpu"), quick=quick, exp_ceilings=ceilings, rows=rows, training=training, profiles=profiles,
+        forward_parts=parts,
+    )  # fmt: skip
+
+# %% ../nbs/06_relation_benchmark.ipynb #48d054a8
+TRAINING_SETTINGS = (  # (kind, impl) of the training-step measurements; causal_rn on both exact CPU paths
+    ("causal_rn", "fused"),
+    ("causal_rn", "chunked"),
+    ("linear_causal_rn", "auto"),
+    ("transformer", "auto"),
+    ("linear_transformer", "auto"),
+)
+
+
+def _cpu_preset_step(
+    kind: str, impl: str, string_size: int, steps: int, quick: bool, threads: int | None = None, share: bool = False
+):
+    """A training step of the copy task's cpu preset (d_model 64, 4 blocks, batch 32) for strings of `string_size`;
+    `share`: the thread count chosen as a training run chooses it (`share_cores`)."""
+    from causal_rn.threads import share_cores
+
+    if threads:
+        torch.set_num_threads(threads)
+    if share:
+        share_cores()
+    shape = dict(d_model=16, n_blocks=1, batch=4) if quick else dict(d_model=64, n_blocks=4, batch=32)
+    return training_throughput(kind, T=2 * (string_size + 1), steps=steps, impl=impl, **shape)
+
+
+def training_steps(quick: bool = False, string_sizes=(16, 64), steps: int = 7, log=print) -> list[dict]:
+    "The training step at the copy task's cpu preset for each of TRAINING_SETTINGS and string size, in fresh processes."
+    rows = []
+    for L in (4,) if quick else string_sizes:
+        for kind, impl in TRAINING_SETTINGS:
+            r = in_fresh_process(_cpu_preset_step, kind=kind, impl=impl, string_size=L, steps=steps, quick=quick)
+            rows.append(dict(string_size=L) | r)
+            log(f"training L={L:>3} {kind:>19} impl={impl:>8}: {r['step_s'] * 1e3:.1f} ms per step")
+    return rows
+
+
+def training_contention(counts=(1, 2, 4), quick: bool = False, steps: int = 9, log=print) -> dict:
+    """The main job's training step (cpu preset, strings of 16) quiet and beside each count of busy processes: median
+    wall time and CPU time per step, the slowdown, and the slowdown over the fair share max(1, (n + 1) / cores); with
+    the thread count a training run now chooses (`share_cores`: "shared") and with torch's threads as they were
+    ("fixed", before)."""
+    cores, rows = os.cpu_count(), []
+    for kind, impl in (("causal_rn", "fused"), ("causal_rn", "chunked"), ("transformer", "auto")):
+        kw = dict(kind=kind, impl=impl, string_size=4 if quick else 16, steps=steps, quick=quick)
+        quiet = in_fresh_process(_cpu_preset_step, **kw)
+        for n, threads in ((n, threads) for n in counts for threads in ("fixed", "shared")):
+            with busy_processes(n):
+                loaded = in_fresh_process(_cpu_preset_step, share=threads == "shared", **kw)
+            slowdown, fair = loaded["median_s"] / quiet["median_s"], max(1.0, (n + 1) / cores)
+            rows.append(
+                dict(kind=kind, impl=impl, busy=n, threads=threads, torch_threads=loaded["threads"],
+                     quiet_s=quiet["median_s"], busy_s=loaded["median_s"],
+                     quiet_cpu_s=quiet["cpu_s"], busy_cpu_s=loaded["cpu_s"], slowdown=slowdown, fair_share=fair,
+                     vs_fair=slowdown / fair)
+            )  # fmt: skip
+            log(
+                f"{kind:>12} impl={impl:>8} {threads:>6} beside {n}: {quiet['median_s'] * 1e3:.1f} -> "
+                f"{loaded['median_s'] * 1e3:.1f} "
+                f"ms per step ({slowdown:.2f}x, fair share {fair:.2f}x: {slowdown / fair:.2f} of it); CPU "
+                f"{quiet['cpu_s'] * 1e3:.0f} -> {loaded['cpu_s'] * 1e3:.0f} ms per step"
+            )
+    return dict(machine("cpu"), quick=quick, cores=cores, competitor="Python busy loops, one thread each", rows=rows)
+
+# %% ../nbs/06_relation_benchmark.ipynb #d449b135
+def step_profile(kind: str = "causal_rn", impl: str = "fused", string_size: int = 64, steps: int = 3, quick=False):
+    """Where a training step's time goes (torch.profiler, cpu preset): each op's own CPU time per step, largest first,
+    and the share of the relation's autograd Functions (forward and backward) in the step's wall time."""
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from causal_rn.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    T, d, n = 2 * (string_size + 1), *((16, 1) if quick else (64, 4))
+    model = build_model(ModelConfig(kind=kind, vocab_size=29, context=T, d_model=d, n_blocks=n, impl=impl))
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    idx = torch.randint(0, 29, (4 if quick else 32, T))
+
+    def step():
+        loss = F.cross_entropy(model(idx).flatten(0, 1), idx.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()
+    step()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    wall = (time.perf_counter() - t0) / steps
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    own = [dict(op=e.key, self_ms=e.self_cpu_time_total / 1e3 / steps, calls=e.count // steps) for e in ops[:12]]
+    functions = ("FusedRelation", "ChunkedRelation", "FusedRelationBackward", "ChunkedRelationBackward")
+    relation_ms = sum(e.cpu_time_total for e in ops if e.key in functions) / 1e3 / steps
+    return dict(kind=kind, impl=impl, string_size=string_size, threads=torch.get_num_threads(), step_ms=wall * 1e3,
+                relation_ms=relation_ms, ops=own)  # fmt: skip
+
+# %% ../nbs/06_relation_benchmark.ipynb #77fa1765
+def forward_breakdown(threads: int = 1, B: int = 1, T: int = 512, H: int = 768, repeats: int = 5) -> dict:
+    "Seconds of one fused forward at (B, T, H): the whole `relation` call, its per-token preparation, the kernel alone."
+    from causal_rn.fused import fused_sums
+    from causal_rn.spec import RelationSpec
+    from causal_rn.tiles import prepare_sides
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    q, p = torch.randn(B, T, H, generator=gen), torch.randn(B, T, H, generator=gen)
+    spec = RelationSpec()
+    qc, pc, eps = prepare_sides(q, p, spec)
+
+    def best(fn):
+        fn()
+        return min(_timed(fn) for _ in range(repeats))
+
+    kernel = best(lambda: fused_sums(qc, pc, True, float(eps), 0.0))
+    return dict(
+        threads=threads, B=B, T=T, H=H, relation_s=best(lambda: relation(q, p, impl="fused")),
+        prepare_s=best(lambda: prepare_sides(q, p, spec)), kernel_s=kernel,
+        kernel_exps_per_s=B * T * (T + 1) // 2 * H / kernel,
+    )  # fmt: skip
+
 # %% ../nbs/06_relation_benchmark.ipynb #22e64d13
 def write_results(res: dict, out: str | Path) -> Path:
     "Write a results dict as JSON (atomically), creating the folder."
     return write_json(out, res)
 
 
-def default_out(device: str, quick: bool, contention: bool = False) -> Path:
-    "Where `causal-rn-bench` writes by default: the stored result, or (quick) a smoke test's file that git ignores."
-    name = f"{'contention-' if contention else ''}{device}"
+def default_out(device: str, quick: bool, study: str = "") -> Path:
+    """Where `causal-rn-bench` writes by default: the stored result, or (quick) a smoke test's file that git ignores;
+    `study`: "" (the suite), "kernel", "contention" (the ops beside one busy process), "contention-training"."""
+    name = f"{study + '-' if study else ''}{device}"
     return (
         Path("runs/relation_bench") / f"{name}-quick.json" if quick else Path("results/relation_bench") / f"{name}.json"
     )
@@ -542,8 +798,10 @@ def main(
     device: str = "cpu",  # "cpu" or "cuda"
     providers: str = ",".join(PROVIDERS),  # comma-separated subset of the providers (materialised is required)
     no_training: bool = False,  # skip the training-throughput part
-    contention: bool = False,
-):  # instead: each provider quiet and beside a busy process (results/relation_bench/contention-cpu.json)
+    kernel: bool = False,  # instead: the fused kernel's study (results/relation_bench/kernel-cpu.json)
+    contention: int = 0,  # instead: the main job's training beside 1, 2, 4 ... up to this many busy processes
+    contention_ops: bool = False,
+):  # instead: each op quiet and beside one busy process (results/relation_bench/contention-cpu.json)
     "Benchmark the relation operator's implementations and the models' training throughput; print the ratios."
     from causal_rn.checks import finite_float, one_of, positive_int
 
@@ -558,14 +816,27 @@ def main(
         one_of("--device", device, ("cpu", "cuda"))
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA GPU is visible")
-        if contention and device != "cpu":
-            raise ValueError("--contention measures CPU threads; use --device cpu")
-        path = check_new_file(out or default_out(device, quick, contention), overwrite)
+        if contention < 0:
+            raise ValueError(f"--contention takes a count of busy processes (1, 2, 4 ...), got {contention}")
+        studies = [name for name, on in (("kernel", kernel), ("contention-training", contention), ("contention",
+                   contention_ops)) if on]  # fmt: skip
+        if len(studies) > 1:
+            raise ValueError("--kernel, --contention and --contention_ops are separate studies: give one of them")
+        study = studies[0] if studies else ""
+        if study and device != "cpu":
+            raise ValueError(f"--{study.split('-')[0]} measures CPU threads; use --device cpu")
+        path = check_new_file(out or default_out(device, quick, study), overwrite)
     except ValueError as e:
         print(f"causal-rn-bench: {e}", file=sys.stderr)
         raise SystemExit(2)
-    if contention:
-        write_results(run_contention(quick, repeats), path)
+    if study:
+        counts = sorted({n for n in (1, 2, 4, contention) if 1 <= n <= contention})
+        res = {
+            "kernel": lambda: kernel_study(quick, repeats),
+            "contention-training": lambda: training_contention(counts, quick),
+            "contention": lambda: run_contention(quick, repeats),
+        }[study]()
+        write_results(res, path)
         print(f"written to {path}")
         return
     try:

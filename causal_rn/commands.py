@@ -77,7 +77,8 @@ def config_options(parser, cls, presets: dict[str, Preset] | None = None, sectio
 def check_environment(task) -> None:
     """What the environment says, checked before any work: torchrun's variables describe a job whose processes share
     the global batch evenly, and causal_rn's own variables hold values it knows."""
-    import causal_rn.relation as relation  # the module (its TILE_THREADS), not the operator
+    import causal_rn.threads as threads
+    import causal_rn.tiles as tiles
 
     rank, size = world()
     if task.batch_size % size:
@@ -85,7 +86,8 @@ def check_environment(task) -> None:
             f"batch_size={task.batch_size} is the global batch and must divide evenly over the {size} "
             "processes of this job"
         )
-    one_of("CAUSAL_RN_TILE_THREADS", relation.TILE_THREADS, ("auto", "ops", "tiles"))
+    one_of("CAUSAL_RN_TILE_THREADS", tiles.TILE_THREADS, ("auto", "ops", "tiles"))
+    one_of("CAUSAL_RN_THREADS", threads.THREADS, ("auto", "fixed"))
 
 
 def task_command(

@@ -4,56 +4,74 @@
 
 # %% ../nbs/05a_fused.ipynb #9e1caf35
 from __future__ import annotations
-import ctypes, hashlib, math, os, platform, shlex, subprocess, sysconfig, tempfile, threading, warnings
+import ctypes, hashlib, os, platform, shlex, shutil, subprocess, sysconfig, tempfile, threading, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .norms import normalised_bound, pair_spread
+from .factorised import pair_counts
+from .norms import CANCELLATION, normalised_bound
+from .spec import RelationSpec, differentiable_backward
+from .threads import kernel_threads
+from .tiles import prepare_sides
 
 FUSED_SOURCE = r"""
-/* The exact CausalRN relation, one pass per pair of rows: pre-activation, exp and sum in registers. */
+/* The exact CausalRN relation, one pass per pair of rows: pre-activation, exp and sum in registers.
+   Compiled with -DW=8 (AVX2) and, where the CPU has AVX-512, again with -DW=16: lane for lane the same operations in
+   the same order, so the forward sums have the same bits at either width. */
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-#define W 8
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int32_t vi __attribute__((vector_size(4 * W)));
 
-static inline v8f splat(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+static inline vf splat(float x) { return (vf){} + x; }
 
 /* exp(x) for x in [-86.5, 88]: x = k ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^k in the exponent bits.
-   Inputs outside that range are clamped to it. */
-static inline v8f vexp(v8f x) {
-    const v8f hi = splat(88.0f), lo = splat(-86.5f);
-    v8i big = x > hi, small = x < lo;
-    x = (v8f)(((v8i)hi & big) | ((v8i)x & ~big));
-    x = (v8f)(((v8i)lo & small) | ((v8i)x & ~small));
-    const v8f magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
-    v8f t = x * splat(1.44269504088896341f) + magic;
-    v8f k = t - magic;
-    v8i ki = (v8i)t - (v8i)magic;
-    v8f r = x - k * splat(0.693359375f) - k * splat(-2.12194440e-4f);
-    v8f p = splat(1.9875691500e-4f);
+   The forward loop calls it directly: its inputs are proved to lie in [-80, 40] (see "The row maximum"). */
+static inline vf exp_in_range(vf x) {
+    const vf magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    vf t = x * splat(1.44269504088896341f) + magic;
+    vf k = t - magic;
+    vi ki = (vi)t - (vi)magic;
+    vf r = x - k * splat(0.693359375f) - k * splat(-2.12194440e-4f);
+    vf p = splat(1.9875691500e-4f);
     p = p * r + splat(1.3981999507e-3f);
     p = p * r + splat(8.3334519073e-3f);
     p = p * r + splat(4.1665795894e-2f);
     p = p * r + splat(1.6666665459e-1f);
     p = p * r + splat(5.0000001201e-1f);
     p = p * r * r + r + splat(1.0f);
-    return (v8f)((v8i)p + (ki << 23));
+    return (vf)((vi)p + (ki << 23));
+}
+
+/* The same for any input, clamped to [-86.5, 88] first (which leaves the inputs inside it as they are). */
+static inline vf vexp(vf x) {
+    const vf hi = splat(88.0f), lo = splat(-86.5f);
+    vi big = x > hi, small = x < lo;
+    x = (vf)(((vi)hi & big) | ((vi)x & ~big));
+    x = (vf)(((vi)lo & small) | ((vi)x & ~small));
+    return exp_in_range(x);
 }
 
 static inline float sexp(float x) {
-    v8f v = vexp(splat(x));
+    vf v = vexp(splat(x));
     return v[0];
 }
 
-static inline v8f load(const float *a) { v8f v; memcpy(&v, a, sizeof v); return v; }
-static inline void store(float *a, v8f v) { memcpy(a, &v, sizeof v); }
+static inline float sexp_in_range(float x) {
+    vf v = exp_in_range(splat(x));
+    return v[0];
+}
+
+static inline vf load(const float *a) { vf v; memcpy(&v, a, sizeof v); return v; }
+static inline void store(float *a, vf v) { memcpy(a, &v, sizeof v); }
+
+int lanes(void) { return W; }
 
 void exp_array(const float *x, float *y, int64_t n) {
     int64_t h = 0;
@@ -61,77 +79,128 @@ void exp_array(const float *x, float *y, int64_t n) {
     for (; h < n; h++) y[h] = sexp(x[h]);
 }
 
-/* Forward of rows j = j0, j0 + step, ... < j1 of one batch row:
+static inline float hsum(vf v) { /* lanes summed by halves: (0 + W/2) ..., the same tree at every width */
+    float a[W];
+    memcpy(a, &v, sizeof a);
+    for (int n = W / 2; n >= 1; n /= 2)
+        for (int k = 0; k < n; k++) a[k] += a[k + n];
+    return a[0];
+}
+
+static inline float dot(const float *x, const float *y, int64_t H) {
+    vf acc = splat(0);
+    int64_t h = 0;
+    for (; h + W <= H; h += W) acc += load(x + h) * load(y + h);
+    float d = hsum(acc);
+    for (; h < H; h++) d += x[h] * y[h];
+    return d;
+}
+
+/* The pair scales of row j against memory rows i < n: with var = sq_j + sp_i + (2/H) q_j . p_i (the pair's mean square,
+   from per-token mean squares and one dot product), sigma = sqrt(var) unless var is cancellation noise (then 0), and
+   r = 1 / (sigma + eps) (0 where that is 1/0), as `pair_spread` computes them; sigma too, if asked for. */
+static void pair_scales(const float *qj, const float *p, const float *sp, float sqj, int64_t n, int64_t H, float tol,
+                        float eps, float *r, float *sigma) {
+    const float two_h = 2.0f / (float)H;
+    for (int64_t i = 0; i < n; i++) {
+        float var = sqj + sp[i] + two_h * dot(qj, p + i * H, H);
+        float sg = var > tol * (sqj + sp[i]) ? sqrtf(var) : 0.0f;
+        r[i] = sg + eps > 0 ? 1.0f / (sg + eps) : 0.0f;
+        if (sigma) sigma[i] = sg;
+    }
+}
+
+/* Forward of rows j = j0, j0 + step, ... < T of one batch row:
    acc[j] = sum_{i in S_j} exp((q[j] + p[i]) r[j, i] - shift).
-   q, p: (T, H); r: (rows of this block, Ti) with block row j - jb; acc: (T, H). */
-void fused_forward(const float *q, const float *p, const float *r, float *acc, int64_t T, int64_t H, int64_t jb,
-                   int64_t Ti, int64_t j0, int64_t j1, int64_t step, int causal, float shift) {
-    const v8f vs = splat(shift);
-    for (int64_t j = j0; j < j1; j += step) {
-        const float *qj = q + j * H, *rj = r + (j - jb) * Ti;
+   q, p, acc: (T, H); sq, sp: (T) mean squares of q and p; r: scratch of T floats, the row's pair scales. */
+static void forward_rows(const float *q, const float *p, const float *sq, const float *sp, float *acc, float *r,
+                         int64_t T, int64_t H, int64_t j0, int64_t step, int causal, float shift, float tol,
+                         float eps) {
+    const vf vs = splat(shift);
+    for (int64_t j = j0; j < T; j += step) {
+        const float *qj = q + j * H, *rj = r;
         float *aj = acc + j * H;
-        int64_t i_end = causal ? j + 1 : Ti;
+        int64_t i_end = causal ? j + 1 : T;
+        pair_scales(qj, p, sp, sq[j], i_end, H, tol, eps, r, NULL);
         int64_t h = 0;
         for (; h + 4 * W <= H; h += 4 * W) { /* four vectors of the row in registers over all i */
-            v8f q0 = load(qj + h), q1 = load(qj + h + W), q2 = load(qj + h + 2 * W), q3 = load(qj + h + 3 * W);
-            v8f a0 = splat(0), a1 = splat(0), a2 = splat(0), a3 = splat(0);
+            vf q0 = load(qj + h), q1 = load(qj + h + W), q2 = load(qj + h + 2 * W), q3 = load(qj + h + 3 * W);
+            vf a0 = splat(0), a1 = splat(0), a2 = splat(0), a3 = splat(0);
             for (int64_t i = 0; i < i_end; i++) {
                 const float *pi = p + i * H + h;
-                v8f ri = splat(rj[i]);
-                a0 += vexp((q0 + load(pi)) * ri - vs);
-                a1 += vexp((q1 + load(pi + W)) * ri - vs);
-                a2 += vexp((q2 + load(pi + 2 * W)) * ri - vs);
-                a3 += vexp((q3 + load(pi + 3 * W)) * ri - vs);
+                vf ri = splat(rj[i]);
+                a0 += exp_in_range((q0 + load(pi)) * ri - vs);
+                a1 += exp_in_range((q1 + load(pi + W)) * ri - vs);
+                a2 += exp_in_range((q2 + load(pi + 2 * W)) * ri - vs);
+                a3 += exp_in_range((q3 + load(pi + 3 * W)) * ri - vs);
             }
             store(aj + h, a0); store(aj + h + W, a1); store(aj + h + 2 * W, a2); store(aj + h + 3 * W, a3);
         }
         for (; h + W <= H; h += W) {
-            v8f q0 = load(qj + h), a0 = splat(0);
-            for (int64_t i = 0; i < i_end; i++) a0 += vexp((q0 + load(p + i * H + h)) * splat(rj[i]) - vs);
+            vf q0 = load(qj + h), a0 = splat(0);
+            for (int64_t i = 0; i < i_end; i++) a0 += exp_in_range((q0 + load(p + i * H + h)) * splat(rj[i]) - vs);
             store(aj + h, a0);
         }
         for (; h < H; h++) {
             float a = 0;
-            for (int64_t i = 0; i < i_end; i++) a += sexp((qj[h] + p[i * H + h]) * rj[i] - shift);
+            for (int64_t i = 0; i < i_end; i++) a += sexp_in_range((qj[h] + p[i * H + h]) * rj[i] - shift);
             aj[h] = a;
         }
     }
 }
 
-static inline float hsum(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
-
-/* Backward of rows j = j0, j0 + step, ... < j1 of one batch row.
-   With e = exp(n - shift[j]) g[j], n = (q[j] + p[i]) r[j, i]:
-   dq[j] = sum_i r e (written), dp[i] += sum_j r e (added), s[j, i] += e . n (the pair's share of the normalisation's
-   gradient, finished by the caller). s: (rows of this block, Ti), zero on entry. */
-void fused_backward(const float *q, const float *p, const float *r, const float *g, const float *shift, float *dq,
-                    float *dp, float *s, int64_t T, int64_t H, int64_t jb, int64_t Ti, int64_t j0, int64_t j1,
-                    int64_t step, int causal) {
-    for (int64_t j = j0; j < j1; j += step) {
-        const float *qj = q + j * H, *gj = g + j * H, *rj = r + (j - jb) * Ti;
-        float *dqj = dq + j * H, *sj = s + (j - jb) * Ti;
-        const v8f vs = splat(shift[j]);
-        int64_t i_end = causal ? j + 1 : Ti;
+/* Backward of rows j = j0, j0 + step, ... < T of one batch row. With e = exp(n - shift[j]) g[j],
+   n = (q[j] + p[i]) r[j, i], s = e . n and c = s r / (H sigma) (the pair's share of the normalisation's gradient):
+   dq[j] = sum_i (r e - c (q[j] + p[i])) (written) and dp[i] += sum_j (r e - c (q[j] + p[i])) (added), in two passes
+   over the row: the first forms r e and s, the second, once c is known, the normalisation's part.
+   scratch: (W + 3) T floats: the W lanes of s per memory row (summed across lanes once per pair), then r, sigma and
+   s of the row. */
+static void backward_rows(const float *q, const float *p, const float *sq, const float *sp, const float *g,
+                          const float *shift, float *dq, float *dp, float *scratch, int64_t T, int64_t H, int64_t j0,
+                          int64_t step, int causal, float tol, float eps) {
+    float *sv = scratch, *rj = scratch + W * T, *sigma = rj + T, *sj = sigma + T;
+    for (int64_t j = j0; j < T; j += step) {
+        const float *qj = q + j * H, *gj = g + j * H;
+        float *dqj = dq + j * H;
+        const vf vs = splat(shift[j]);
+        int64_t i_end = causal ? j + 1 : T;
+        pair_scales(qj, p, sp, sq[j], i_end, H, tol, eps, rj, sigma);
+        memset(sv, 0, sizeof(float) * W * i_end);
+        memset(sj, 0, sizeof(float) * i_end);
         int64_t h = 0;
-        for (; h + 2 * W <= H; h += 2 * W) {
-            v8f q0 = load(qj + h), q1 = load(qj + h + W), g0 = load(gj + h), g1 = load(gj + h + W);
-            v8f d0 = splat(0), d1 = splat(0);
+        for (; h + 4 * W <= H; h += 4 * W) {
+            vf q0 = load(qj + h), q1 = load(qj + h + W), q2 = load(qj + h + 2 * W), q3 = load(qj + h + 3 * W);
+            vf d0 = splat(0), d1 = splat(0), d2 = splat(0), d3 = splat(0);
+            const float *gh = gj + h;
             for (int64_t i = 0; i < i_end; i++) {
                 float *dpi = dp + i * H + h;
                 const float *pi = p + i * H + h;
-                v8f ri = splat(rj[i]);
-                v8f n0 = (q0 + load(pi)) * ri, n1 = (q1 + load(pi + W)) * ri;
-                v8f e0 = vexp(n0 - vs) * g0, e1 = vexp(n1 - vs) * g1;
-                sj[i] += hsum(e0 * n0 + e1 * n1);
-                e0 *= ri;
-                e1 *= ri;
-                d0 += e0;
-                d1 += e1;
+                vf ri = splat(rj[i]);
+                vf n0 = (q0 + load(pi)) * ri, n1 = (q1 + load(pi + W)) * ri;
+                vf n2 = (q2 + load(pi + 2 * W)) * ri, n3 = (q3 + load(pi + 3 * W)) * ri;
+                vf e0 = vexp(n0 - vs) * load(gh), e1 = vexp(n1 - vs) * load(gh + W);
+                vf e2 = vexp(n2 - vs) * load(gh + 2 * W), e3 = vexp(n3 - vs) * load(gh + 3 * W);
+                store(sv + i * W, load(sv + i * W) + ((e0 * n0 + e1 * n1) + (e2 * n2 + e3 * n3)));
+                e0 *= ri; e1 *= ri; e2 *= ri; e3 *= ri;
+                d0 += e0; d1 += e1; d2 += e2; d3 += e3;
                 store(dpi, load(dpi) + e0);
                 store(dpi + W, load(dpi + W) + e1);
+                store(dpi + 2 * W, load(dpi + 2 * W) + e2);
+                store(dpi + 3 * W, load(dpi + 3 * W) + e3);
+            }
+            store(dqj + h, d0); store(dqj + h + W, d1); store(dqj + h + 2 * W, d2); store(dqj + h + 3 * W, d3);
+        }
+        for (; h + W <= H; h += W) {
+            vf q0 = load(qj + h), g0 = load(gj + h), d0 = splat(0);
+            for (int64_t i = 0; i < i_end; i++) {
+                vf ri = splat(rj[i]);
+                vf n0 = (q0 + load(p + i * H + h)) * ri, e0 = vexp(n0 - vs) * g0;
+                store(sv + i * W, load(sv + i * W) + e0 * n0);
+                e0 *= ri;
+                d0 += e0;
+                store(dp + i * H + h, load(dp + i * H + h) + e0);
             }
             store(dqj + h, d0);
-            store(dqj + h + W, d1);
         }
         for (; h < H; h++) {
             float d = 0;
@@ -143,13 +212,53 @@ void fused_backward(const float *q, const float *p, const float *r, const float 
             }
             dqj[h] = d;
         }
+        for (int64_t i = 0; i < i_end; i++) { /* the second pass: c (q[j] + p[i]) off both sides */
+            float si = sj[i] + hsum(load(sv + i * W));
+            float c = sigma[i] > 0 ? si * rj[i] / ((float)H * sigma[i]) : 0.0f;
+            if (c == 0.0f) continue;
+            const vf vc = splat(c);
+            float *dpi = dp + i * H;
+            const float *pi = p + i * H;
+            int64_t k = 0;
+            for (; k + W <= H; k += W) {
+                vf v = vc * (load(qj + k) + load(pi + k));
+                store(dqj + k, load(dqj + k) - v);
+                store(dpi + k, load(dpi + k) - v);
+            }
+            for (; k < H; k++) {
+                float v = c * (qj[k] + pi[k]);
+                dqj[k] -= v;
+                dpi[k] -= v;
+            }
+        }
+    }
+}
+
+/* The same over nb batch rows (q, p, acc, g, dq, dp: (nb, T, H); sq, sp, shift: (nb, T)), one call per row group: the
+   Python side makes GROUPS calls per pass, whatever the batch. */
+void fused_forward(const float *q, const float *p, const float *sq, const float *sp, float *acc, float *scratch,
+                   int64_t nb, int64_t T, int64_t H, int64_t j0, int64_t step, int causal, float shift, float tol,
+                   float eps) {
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o = b * T * H;
+        forward_rows(q + o, p + o, sq + b * T, sp + b * T, acc + o, scratch, T, H, j0, step, causal, shift, tol, eps);
+    }
+}
+
+void fused_backward(const float *q, const float *p, const float *sq, const float *sp, const float *g,
+                    const float *shift, float *dq, float *dp, float *scratch, int64_t nb, int64_t T, int64_t H,
+                    int64_t j0, int64_t step, int causal, float tol, float eps) {
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o = b * T * H;
+        backward_rows(q + o, p + o, sq + b * T, sp + b * T, g + o, shift + b * T, dq + o, dp + o, scratch, T, H, j0,
+                      step, causal, tol, eps);
     }
 }
 """
 
 # %% auto #0
-__all__ = ['FUSED_SOURCE', 'FUSED', 'FUSED_MAX_FEATURES', 'GROUPS', 'BLOCK_PAIRS', 'fused_kernel', 'fused_why', 'fused_fits',
-           'fused_sums', 'fused_grads']
+__all__ = ['FUSED_SOURCE', 'FUSED', 'FUSED_MAX_FEATURES', 'STALE_BUILD_S', 'GROUPS', 'TOLERANCE', 'fused_kernel', 'widest_kernel',
+           'fused_why', 'fused_fits', 'fused_sums', 'fused_grads', 'FusedRelation', 'fused_relation']
 
 # %% ../nbs/05a_fused.ipynb #9a7e19b3
 FUSED = os.environ.get("CAUSAL_RN_FUSED", "auto")  # "auto": build the kernel on first use; "off": never (chunked path)
@@ -163,11 +272,12 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
 
 
-def _flags() -> list[str]:
-    """Optimise, and on x86 use AVX2 and FMA where the CPU has them: 8-wide vectors everywhere, so that AVX2 and AVX-512
-    machines compute the same bits."""
-    wide = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    return ["-O3", "-ffp-contract=fast", "-shared", "-fPIC"] + (["-mavx2", "-mfma"] if wide else [])
+def _flags(lanes: int = 8) -> list[str]:
+    """Optimise; `lanes` floats per vector (8, or 16 for AVX-512); on x86 use AVX2 and FMA where the CPU has them (and
+    AVX-512F for 16 lanes)."""
+    simd = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    isa = (["-mavx2", "-mfma"] if simd else []) + (["-mavx512f"] if lanes == 16 else [])
+    return ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-shared", "-fPIC", f"-DW={lanes}", *isa]
 
 
 def _cache_dir() -> Path:
@@ -175,33 +285,52 @@ def _cache_dir() -> Path:
     return Path(base) / "causal_rn"
 
 
-def _build() -> Path:
-    "Compile FUSED_SOURCE once per (source, compiler, flags, machine); the cached library's path."
-    cc, flags = _compiler(), _flags()
+def _build(lanes: int = 8) -> Path:
+    """Compile FUSED_SOURCE at `lanes` once per (source, compiler, flags, machine); the cached library's path (in a
+    private temporary folder where the cache cannot be written)."""
+    cc, flags = _compiler(), _flags(lanes)
     key = hashlib.sha256("\0".join([FUSED_SOURCE, *cc, *flags, platform.machine()]).encode()).hexdigest()[:16]
     try:
         folder = _cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
+        return _build_in(folder, f"fused-{key}.so", cc, flags)
     except OSError:
-        folder = Path(tempfile.mkdtemp(prefix="causal_rn-"))  # no cache: build for this process only
-    lib = folder / f"fused-{key}.so"
+        return _build_in(Path(tempfile.mkdtemp(prefix="causal_rn-")), f"fused-{key}.so", cc, flags)
+
+
+STALE_BUILD_S = 3600  # a build folder this old was left by a process that died mid-build
+
+
+def _build_in(folder: Path, name: str, cc: list, flags: list) -> Path:
+    "The library `name` in `folder`: as found there (a regular file, not a link), or compiled into it whole."
+    lib = folder / name
     if lib.is_file() and not lib.is_symlink():
         return lib
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+    for old in folder.glob("build-*"):  # what a process killed mid-build left behind
+        try:
+            if old.is_dir() and not old.is_symlink() and time.time() - old.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(old)
+        except OSError:
+            pass
+    with tempfile.TemporaryDirectory(dir=folder, prefix="build-") as tmp:
         c_file, out = Path(tmp) / "fused.c", Path(tmp) / "fused.so"
         c_file.write_text(FUSED_SOURCE)
-        done = subprocess.run([*cc, *flags, str(c_file), "-o", str(out)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*cc, *flags, str(c_file), "-o", str(out), "-lm"], capture_output=True, text=True, timeout=120
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cc)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
-        os.replace(out, lib)  # whole or not at all, for another process building the same key
+        os.replace(out, lib)  # whole or not at all (a link in its place is replaced, not followed), for another process
     return lib
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.lanes.restype = ctypes.c_int
     lib.exp_array.argtypes = [ptr, ptr, i64]
-    lib.fused_forward.argtypes = [ptr] * 4 + [i64] * 7 + [ctypes.c_int, ctypes.c_float]
-    lib.fused_backward.argtypes = [ptr] * 8 + [i64] * 7 + [ctypes.c_int]
+    f32 = ctypes.c_float
+    lib.fused_forward.argtypes = [ptr] * 6 + [i64] * 5 + [ctypes.c_int, f32, f32, f32]
+    lib.fused_backward.argtypes = [ptr] * 9 + [i64] * 5 + [ctypes.c_int, f32, f32]
     for f in (lib.exp_array, lib.fused_forward, lib.fused_backward):
         f.restype = None
     return lib
@@ -217,6 +346,7 @@ def fused_kernel() -> ctypes.CDLL | None:
             else:
                 try:
                     _kernel["lib"] = _bind(ctypes.CDLL(str(_build())))
+                    _kernel["wide"] = _wide_kernel()
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                     _kernel["why"] = str(e)
                     warnings.warn(
@@ -227,6 +357,23 @@ def fused_kernel() -> ctypes.CDLL | None:
                         stacklevel=3,
                     )
         return _kernel.get("lib")
+
+
+def _wide_kernel() -> ctypes.CDLL | None:
+    """The 16-lane build, on a CPU whose torch runs AVX-512 (unless CAUSAL_RN_FUSED_LANES=8); None where it does not
+    apply or does not build (the 8-lane one then does all the work)."""
+    if torch.backends.cpu.get_cpu_capability() != "AVX512" or os.environ.get("CAUSAL_RN_FUSED_LANES") == "8":
+        return None
+    try:
+        return _bind(ctypes.CDLL(str(_build(16))))
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return None
+
+
+def widest_kernel() -> ctypes.CDLL | None:
+    "The build both passes run: the widest this CPU's torch runs (16 lanes under AVX-512, else 8); None without one."
+    lib = fused_kernel()
+    return _kernel.get("wide") or lib
 
 
 def fused_why() -> str | None:
@@ -240,30 +387,14 @@ def fused_fits(H: int, norm: str) -> bool:
 
 # %% ../nbs/05a_fused.ipynb #dba7e07b
 GROUPS = 8  # output rows j are shared out by j mod GROUPS: a fixed split, so the sums never depend on the thread count
-BLOCK_PAIRS = 2**22  # pair scales r (batch rows x output rows x memory rows) held at once
+TOLERANCE = CANCELLATION * torch.finfo(torch.float32).eps  # pair variances below this share of sq + sp are noise
 _fused_pools: dict = {}
 
 
-def _pair_scales(qb: Tensor, p: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    "r = 1 / (sigma + eps) (0 where both are 0) and sigma, (b, rows, Ti): as the chunked tiles compute them."
-    sigma = pair_spread(qb, p)
-    return torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0).contiguous(), sigma
-
-
-def _blocks(B: int, T: int, H: int, causal: bool):
-    "(batch slice, j0, j1, Ti): output rows j0..j1-1 against memory rows 0..Ti-1, at most BLOCK_PAIRS pairs each."
-    rows = max(GROUPS, BLOCK_PAIRS // (T * GROUPS) * GROUPS)  # output rows per block, a multiple of GROUPS
-    batch = max(1, min(B, BLOCK_PAIRS // (rows * T), 2**24 // (GROUPS * T * H)))
-    for b0 in range(0, B, batch):
-        for j0 in range(0, T, rows):
-            j1 = min(T, j0 + rows)
-            yield slice(b0, min(B, b0 + batch)), j0, j1, j1 if causal else T
-
-
 def _run(calls: list):
-    """Run the kernel calls on torch.get_num_threads() threads (ctypes lets go of the GIL), each call taken
-    when a thread is free."""
-    n = min(torch.get_num_threads(), len(calls))
+    """Run the kernel calls on `kernel_threads()` threads (ctypes lets go of the GIL), each call taken when a thread is
+    free."""
+    n = min(kernel_threads(), len(calls))
     if n <= 1:
         for call in calls:
             call()
@@ -274,67 +405,76 @@ def _run(calls: list):
         future.result()
 
 
-def _ptr(t: Tensor) -> int:
-    return t.data_ptr()
+def _per_group(kernel, *tensors, args: tuple):
+    """`kernel` once per row group, each call over every batch row: the tensors (contiguous, batch first; a list: one
+    per group) as pointers, then B, T, H, the group's first row and step, and `args`."""
+    B, T, H = tensors[0].shape
+
+    def call(g):
+        kernel(*[(t[g] if isinstance(t, list) else t).data_ptr() for t in tensors], B, T, H, g, GROUPS, *args)
+
+    _run([lambda g=g: call(g) for g in range(min(GROUPS, T))])
 
 
 def fused_sums(q: Tensor, p: Tensor, causal: bool, eps: float, shift: float) -> Tensor:
     """sum_{i in S_j} exp(n_ij - shift) (B, T, H) of centred (layer) or raw (rms) float32 inputs, with
     n_ij = (q_j + p_i) r_ij."""
-    lib = fused_kernel()
+    lib = widest_kernel()
     B, T, H = q.shape
     q, p = q.contiguous(), p.contiguous()
     acc = torch.empty_like(q)
-    for bs, j0, j1, Ti in _blocks(B, T, H, causal):
-        r, _ = _pair_scales(q[bs, j0:j1], p[bs, :Ti], eps)
-        qs, ps, accs = q[bs], p[bs], acc[bs]
-        _run(
-            [
-                lambda b=b, g=g: lib.fused_forward(
-                    _ptr(qs[b]), _ptr(ps[b]), _ptr(r[b]), _ptr(accs[b]), T, H, j0, Ti, j0 + g, j1, GROUPS, causal, shift
-                )
-                for b in range(r.shape[0])
-                for g in range(min(GROUPS, j1 - j0))
-            ]
-        )
+    sq, sp = q.pow(2).mean(-1), p.pow(2).mean(-1)  # (B, T): per-token mean squares
+    scratch = list(torch.empty(GROUPS, T))  # each group's row of pair scales
+    _per_group(lib.fused_forward, q, p, sq, sp, acc, scratch, args=(causal, shift, TOLERANCE, eps))
     return acc
 
 
 def fused_grads(q: Tensor, p: Tensor, grad: Tensor, shift: Tensor, causal: bool, eps: float) -> tuple[Tensor, Tensor]:
     """dL/dq, dL/dp of the relation sums of `fused_sums` (the same inputs), where dL/d n_ij = exp(n_ij - shift_j)
-    grad_j: the kernel's sums, then the normalisation's part as matrix products."""
-    lib = fused_kernel()
+    grad_j, the normalisation's part included: all in the kernel, the memory side in one copy per row group, added in
+    a fixed order."""
+    lib = widest_kernel()
     B, T, H = q.shape
     q, p, grad, shift = q.contiguous(), p.contiguous(), grad.contiguous(), shift.contiguous()
-    dq, dp = torch.empty_like(q), torch.zeros_like(p)
-    for bs, j0, j1, Ti in _blocks(B, T, H, causal):
-        if j0 == 0:
-            parts = torch.zeros((GROUPS, *p[bs].shape), dtype=p.dtype)  # memory-side sums of each row group
-        r, sigma = _pair_scales(q[bs, j0:j1], p[bs, :Ti], eps)
-        s = torch.zeros_like(r)
-        qs, ps, gs, ss, dqs = q[bs], p[bs], grad[bs], shift[bs], dq[bs]
-        _run(
-            [
-                lambda b=b, g=g: lib.fused_backward(
-                    *map(_ptr, (qs[b], ps[b], r[b], gs[b], ss[b], dqs[b], parts[g, b], s[b])),
-                    T,
-                    H,
-                    j0,
-                    Ti,
-                    j0 + g,
-                    j1,
-                    GROUPS,
-                    causal,
-                )
-                for b in range(r.shape[0])
-                for g in range(min(GROUPS, j1 - j0))
-            ]
-        )
-        c = torch.where(sigma > 0, s * r / (H * sigma), 0.0)  # (b, rows, Ti), 0 past the diagonal (s is 0 there)
-        qb, pm = q[bs, j0:j1], p[bs, :Ti]
-        dq[bs, j0:j1] -= c.sum(2)[..., None] * qb + c @ pm
-        dp[bs, :Ti] -= c.sum(1)[..., None] * pm + c.transpose(1, 2) @ qb
-        if j1 == T:
-            for g in range(GROUPS):  # in a fixed order
-                dp[bs] += parts[g]
+    dq = torch.empty_like(q)
+    parts = list(torch.zeros((GROUPS, B, T, H), dtype=p.dtype))  # memory-side sums of each row group
+    sq, sp = q.pow(2).mean(-1), p.pow(2).mean(-1)
+    scratch = list(torch.empty(GROUPS, (lib.lanes() + 3) * T))
+    _per_group(lib.fused_backward, q, p, sq, sp, grad, shift, dq, parts, scratch, args=(causal, TOLERANCE, eps))
+    dp = parts[0]
+    for part in parts[1:]:  # in a fixed order
+        dp += part
     return dq, dp
+
+# %% ../nbs/05a_fused.ipynb #da756624
+class FusedRelation(torch.autograd.Function):
+    "The exact relation (exp) by the fused CPU kernel, with its recomputing backward. Inputs centred (layer), float32."
+
+    @staticmethod
+    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor) -> Tensor:
+        B, T, H = q.shape
+        eps = float(eps)
+        counts = pair_counts(T, spec.causal, q.device, q.dtype)
+        bound = normalised_bound(H, spec.norm) if spec.stable else 0.0  # the fixed shift of "The row maximum"
+        acc = fused_sums(q, p, spec.causal, eps, bound)
+        if spec.stable:
+            top = acc.amax(-1, keepdim=True)
+            y, shift = acc / top, bound + top.log()[..., 0]
+        else:
+            y, shift = acc / counts[:, None], counts.log().expand(B, T)
+        ctx.save_for_backward(q, p, shift)
+        ctx.spec, ctx.eps = spec, eps
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        q, p, shift = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: the differentiable form
+            return (*differentiable_backward(q, p, grad_y, ctx.spec, ctx.eps), None, None)
+        return (*fused_grads(q, p, grad_y, shift, ctx.spec.causal, ctx.eps), None, None)
+
+
+def fused_relation(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
+    "The exact relation with exp by the fused kernel: the per-token preparation under autograd, then FusedRelation."
+    q, p, eps = prepare_sides(q, p, spec)
+    return FusedRelation.apply(q, p, spec, eps)

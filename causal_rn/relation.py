@@ -4,433 +4,23 @@
 
 # %% ../nbs/05_relation.ipynb #0d344651
 from __future__ import annotations
-import dataclasses, importlib.util, math, os, sys, threading, time, types
-from concurrent.futures import ThreadPoolExecutor
+import dataclasses, importlib.util, os, sys, types
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .checks import NonFiniteError, finite_float, one_of, positive_int, real_bool
-from .factorised import ACTIVATIONS, ACTIVATION_GRADS, causal_mask, factorised_relation, pair_counts
+from .checks import NonFiniteError, one_of, positive_int
+from .fused import FUSED_MAX_FEATURES, fused_fits, fused_kernel, fused_relation, fused_why
 from .linearisation import linear_relation
-from .fused import FUSED_MAX_FEATURES, fused_fits, fused_grads, fused_kernel, fused_sums, fused_why
-from .norms import NORMS, PRENORMS, centre, get_norm, normalised_bound, pair_spread
-from .norms import power_of_two_scale, prenorm_join
+from .norms import get_norm
+from .spec import RelationSpec, decomposable, naive_relation
+from .tiles import chunked_relation
 
 # %% auto #0
-__all__ = ['TILE_ELEMS', 'TILE_THREADS', 'SHARE_MIN_PAIR_FEATURES', 'IMPLS', 'CHECK_FINITE', 'decomposable', 'RelationSpec',
-           'tile_side', 'others_busy', 'ChunkedRelation', 'differentiable_backward', 'common_scale', 'FusedRelation',
+__all__ = ['CHECK_FINITE', 'FORMS', 'IMPLEMENTATIONS', 'AUTO_ORDER', 'IMPLS', 'Implementation', 'implementations_table',
            'relation', 'resolve_impl', 'relation_rows', 'supports']
-
-# %% ../nbs/05_relation.ipynb #5a1e0c02
-def decomposable(prenorm: str, act: str) -> bool:
-    "Whether the relation factorises as in Eq. 5, so that impl='linear' can compute it in O(T)."
-    return act == "exp" and prenorm in ("approx", "none")
-
-
-@dataclass(frozen=True)
-class RelationSpec:
-    "What the relation computes, apart from its inputs; checked once, when it is made."
-
-    prenorm: str = "exact"  # "exact" mu(p_i + q_j), "approx" mu(p_i) + mu(q_j), "none" p_i + q_j
-    act: str = "exp"  # psi: "exp", "relu", "elu" or "gelu"
-    causal: bool = True  # S_j = {i <= j}; False: every i (BiRN)
-    norm: str = "layer"  # mu: parameter-free "layer" or "rms"
-    eps: float = 0.0  # mu divides by (std + eps); the authors' code uses 0
-    stable: bool = False  # exp only: each row divided by its max, computed without overflow (Appendix A)
-
-    def __post_init__(self):
-        one_of("prenorm", self.prenorm, PRENORMS)
-        one_of("act", self.act, ACTIVATIONS)
-        real_bool("causal", self.causal)
-        one_of("norm", self.norm, NORMS)
-        object.__setattr__(self, "eps", finite_float("eps", self.eps, minimum=0))  # stored as a float
-        real_bool("stable", self.stable)
-        if self.stable and self.act != "exp":
-            raise ValueError(
-                f"stable=True is the log-space trick for act='exp' (Appendix A); act={self.act!r} cannot "
-                "overflow that way: use stable=False"
-            )
-
-    @property
-    def decomposable(self) -> bool:
-        return decomposable(self.prenorm, self.act)
-
-    def join(self) -> Callable[[Tensor, Tensor], Tensor]:
-        "(memory side p_i, output side q_j) -> the pair's pre-activation (`prenorm_join` of this form)."
-        return prenorm_join(self.prenorm, self.norm, self.eps)
-
-# %% ../nbs/05_relation.ipynb #7dc3459c
-def _naive(q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor | None = None) -> Tensor:
-    "Materialised relation, (B, Tq, Tp, H) intermediates; q holds the last Tq of p's Tp positions (usually Tq = Tp)."
-    join = spec.join() if eps is None else prenorm_join(spec.prenorm, spec.norm, eps)
-    causal = spec.causal
-    if not spec.stable:
-        return factorised_relation(q, p, spec.act, causal, join)
-    T, T_mem = q.shape[1], p.shape[1]
-    h = join(p[:, None, :, :], q[:, :, None, :])  # (B, Tq j, Tp i, H)
-    h = h.masked_fill(~causal_mask(T, causal, q.device, T_mem)[None, :, :, None], float("-inf"))
-    log_y = h.logsumexp(2) - pair_counts(T, causal, q.device, q.dtype, T_mem).log()[:, None]  # (B, Tq, H)
-    return torch.exp(log_y - log_y.amax(-1, keepdim=True).detach())
-
-# %% ../nbs/05_relation.ipynb #44dc1f56
-TILE_ELEMS = (
-    3 * 2**18
-)  # numbers per tile (3 MB in float32): 64 x 64 x 192, the fastest side measured on this 2-core CPU
-
-
-def tile_side(T: int, H: int, chunk: int | None = None) -> int:
-    "Rows per block (output and memory alike): `chunk`, or about sqrt(TILE_ELEMS / H), at most T."
-    return min(T, chunk or max(1, math.isqrt(TILE_ELEMS // H)))
-
-
-def _largest_tile(B: int, T: int, H: int, chunk: int | None) -> tuple[int, int, int, int]:
-    "Shape (batch rows, output rows, memory rows, H) of the largest tile."
-    s = tile_side(T, H, chunk)
-    rows = max(1, TILE_ELEMS // (s * s * H)) if s == T else 1  # short sequences: several batch rows per tile
-    return min(B, rows), s, s, H
-
-# %% ../nbs/05_relation.ipynb #05c1a002
-def _tiles(B: int, T: int, H: int, causal: bool, chunk: int | None, j_blocks=None):
-    """Yield (batch slice, j0, j1, i0, i1, diagonal): outputs j0..j1-1 of those batch rows against memory i0..i1-1 (only
-    the output blocks `j_blocks`, if given)."""
-    rows, s, _, _ = _largest_tile(B, T, H, chunk)
-    for b0 in range(0, B, rows):
-        for j0 in range(0, T, s) if j_blocks is None else (k * s for k in j_blocks):
-            for i0 in range(0, (j0 + 1) if causal else T, s):  # causal: blocks on or below the diagonal
-                yield slice(b0, min(B, b0 + rows)), j0, min(T, j0 + s), i0, min(T, i0 + s), causal and i0 == j0
-
-# %% ../nbs/05_relation.ipynb #05c1a007
-def _tile_preact(qt: Tensor, pt: Tensor, normalise: bool, eps: float, out: Tensor | None = None):
-    """Pre-activations n (b, C, Ti, H) of output rows `qt` (b, C, H) and memory rows `pt` (b, Ti, H), written to `out`
-    if given; r and sigma (b, C, Ti)."""
-    n = torch.add(qt[:, :, None, :], pt[:, None, :, :], out=out)
-    if not normalise:
-        return n, None, None
-    sigma = pair_spread(qt, pt)
-    r = torch.where(sigma + eps > 0, 1.0 / (sigma + eps), 0.0)  # zero spread: pre-activation 0
-    return n.mul_(r[..., None]), r, sigma
-
-# %% ../nbs/05_relation.ipynb #05c1a008
-def _future(C: int, device) -> Tensor:
-    "(C, C, 1) mask of a diagonal tile: True where memory i > output j."
-    return torch.ones(C, C, dtype=torch.bool, device=device).triu(1)[:, :, None]
-
-# %% ../nbs/05_relation.ipynb #816d6223
-def _forward_tile(
-    qt: Tensor,
-    pt: Tensor,
-    old_max: Tensor | None,
-    act: str,
-    normalise: bool,
-    eps: float,
-    diagonal: bool,
-    work: Tensor | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    "Sum over this tile's memory rows of act(n), (b, C, H); with `old_max` (b, C, 1), relative to the new row max."
-    n, _, _ = _tile_preact(qt, pt, normalise, eps, out=work)  # (b, C, Ti, H)
-    if act != "exp":
-        a = ACTIVATIONS[act](n)
-        if diagonal:
-            a.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
-        return a.sum(2), None
-    if diagonal:
-        n.masked_fill_(_future(qt.shape[1], qt.device), float("-inf"))  # exp(-inf) = 0: exact for exp
-    if old_max is None:
-        return n.exp_().sum(2), None
-    new_max = torch.maximum(old_max, n.amax(dim=(2, 3))[..., None])  # online maximum per output row
-    return n.sub_(new_max[:, :, None, :]).exp_().sum(2), new_max
-
-# %% ../nbs/05_relation.ipynb #05c1a012
-def _backward_tile(
-    qt: Tensor,
-    pt: Tensor,
-    gt: Tensor,
-    shift: Tensor | None,
-    act: str,
-    normalise: bool,
-    eps: float,
-    diagonal: bool,
-    work: tuple | None = None,
-) -> tuple[Tensor, Tensor]:
-    """This tile's contributions to dL/dq (b, C, H) and dL/dp (b, Ti, H); `gt` is dL/dy of its rows (divided by |S_j|
-    unless exp)."""
-    w_n, w_delta, w_prod = work or (None, None, None)
-    n, r, sigma = _tile_preact(qt, pt, normalise, eps, out=w_n)
-    if act == "exp":
-        delta = torch.sub(n, shift[:, :, None, None], out=w_delta).exp_()  # d y_j / d n_ij
-    else:
-        delta = ACTIVATION_GRADS[act](n)
-    delta.mul_(gt[:, :, None, :])  # (b, C, Ti, H): dL / dn
-    if diagonal:
-        delta.masked_fill_(_future(qt.shape[1], qt.device), 0.0)
-    if not normalise:
-        return delta.sum(2), delta.sum(1)
-    s = torch.mul(delta, n, out=w_prod).sum(-1)  # (b, C, Ti): delta . n
-    c = torch.where(sigma > 0, s * r / (qt.shape[-1] * sigma), torch.zeros_like(s))
-    delta.mul_(r[..., None])  # r * delta
-    return (
-        delta.sum(2) - c.sum(2)[..., None] * qt - c @ pt,
-        delta.sum(1) - c.sum(1)[..., None] * pt - c.transpose(1, 2) @ qt,
-    )
-
-# %% ../nbs/05_relation.ipynb #05c1a013
-def _workspace(q: Tensor, shape: tuple, count: int) -> list[Tensor]:
-    "`count` flat buffers, each large enough for the largest tile."
-    return [torch.empty(math.prod(shape), dtype=q.dtype, device=q.device) for _ in range(count)]
-
-
-def _view(buffer: Tensor | None, shape: tuple) -> Tensor | None:
-    return None if buffer is None else buffer[: math.prod(shape)].view(shape)
-
-
-_compiled_tiles: dict = {}
-
-
-def _tile_functions(compiled: bool):
-    "The per-tile functions, eager or (compiled=True) fused by torch.compile, compiled once per process."
-    if not compiled:
-        return _forward_tile, _backward_tile
-    if not _compiled_tiles:
-        _compiled_tiles["fwd"] = torch.compile(_forward_tile, dynamic=False)
-        _compiled_tiles["bwd"] = torch.compile(_backward_tile, dynamic=False)
-    return _compiled_tiles["fwd"], _compiled_tiles["bwd"]
-
-# %% ../nbs/05_relation.ipynb #e5b0c011
-TILE_THREADS = os.environ.get(
-    "CAUSAL_RN_TILE_THREADS", "auto"
-)  # "auto": share tiles among threads when other processes
-# keep the cores busy; "ops" or "tiles": always
-
-SHARE_MIN_PAIR_FEATURES = 2**20  # smaller relations always run as parallel ops
-
-_pools: dict = {}
-_load = dict(at=-1.0, stat=None, busy=False)
-
-
-def _tile_pool(n: int) -> ThreadPoolExecutor:
-    """`n` threads whose torch ops each run on one core (made once per size, then reused). `torch.set_num_threads` in
-    a thread also changes the count every later thread starts with, so it is set back once all `n` have started."""
-    if n not in _pools:
-        threads = torch.get_num_threads()
-        ready = threading.Barrier(n + 1)
-
-        def start():
-            torch.set_num_threads(1)
-            ready.wait()
-
-        pool = ThreadPoolExecutor(n, thread_name_prefix="causal_rn-tiles")
-        for _ in range(n):
-            pool.submit(start)
-        ready.wait()  # all n threads run on one core each now
-        torch.set_num_threads(threads)  # and the rest of the process as it was
-        _pools[n] = pool
-    return _pools[n]
-
-
-def others_busy(threshold: float = 0.5, every: float = 0.25) -> bool:
-    """Whether other processes used more than `threshold` of a core since the last look, at most every `every` s (Linux;
-    False elsewhere)."""
-    now = time.monotonic()
-    if now - _load["at"] < every:
-        return _load["busy"]
-    try:
-        with open("/proc/stat") as f:
-            cpu = [int(x) for x in f.readline().split()[1:]]
-        with open("/proc/self/stat") as f:
-            own = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError):
-        return False
-    stat = (sum(cpu[:8]), cpu[3] + cpu[4], int(own[11]) + int(own[12]))  # all, idle + iowait, this process (ticks)
-    if _load["stat"] is not None:
-        total, idle, mine = (a - b for a, b in zip(stat, _load["stat"]))
-        if total > 0:
-            _load["busy"] = (total - idle - mine) / total * (os.cpu_count() or 1) > threshold
-    _load.update(at=now, stat=stat)
-    return _load["busy"]
-
-
-def _parts(B: int, T: int, H: int, chunk: int | None, causal: bool, n: int) -> list[tuple[slice, list | None]]:
-    "How `n` threads share the tiles: (batch rows, output blocks or None for all) per thread."
-    if B >= n:
-        return [(slice(B * k // n, B * (k + 1) // n), None) for k in range(n)]
-    blocks = range(math.ceil(T / tile_side(T, H, chunk)))
-    if len(blocks) < n:
-        return [(slice(0, B), None)]
-    cost = (lambda k: k + 1) if causal else (lambda k: 1)  # tiles in output block k
-    shares, loads = [[] for _ in range(n)], [0] * n
-    for k in sorted(blocks, key=cost, reverse=True):  # the biggest first, to the lightest share
-        m = loads.index(min(loads))
-        shares[m].append(k)
-        loads[m] += cost(k)
-    return [(slice(0, B), sorted(share)) for share in shares]
-
-
-def _run_parts(part, q: Tensor, p: Tensor, spec, eps, chunk, compiled, **tensors):
-    """Run `part` (`_forward_part` or `_backward_part`) over all tiles: parallel ops, or (machine busy) tiles shared
-    among threads."""
-    B, T, H = q.shape
-    n = torch.get_num_threads()
-    big = B * T * (T + 1) // 2 * H >= SHARE_MIN_PAIR_FEATURES
-    parts = _parts(B, T, H, chunk, spec.causal, n) if n > 1 and big and q.device.type == "cpu" and not compiled else []
-    one_of("TILE_THREADS", TILE_THREADS, ("auto", "ops", "tiles"))
-    share = len(parts) > 1 and (TILE_THREADS == "tiles" or TILE_THREADS == "auto" and others_busy())
-    by_rows = len(parts) < 2 or parts[0][1] is None
-    if by_rows and not share:
-        return part(q, p, spec, eps, chunk, compiled, None, **tensors)
-    private_dp = [] if by_rows or "dp" not in tensors else [torch.zeros_like(tensors["dp"]) for _ in parts]
-
-    def run(k, rows, j_blocks):
-        with torch.no_grad():  # grad mode is per thread: off, as in the caller
-            own = {name: (t[rows] if t is not None and by_rows else t) for name, t in tensors.items()}
-            if private_dp:
-                own["dp"] = private_dp[k]  # output blocks share memory rows: add at the end
-            part(q[rows], p[rows], spec, eps, chunk, compiled, j_blocks, **own)
-
-    if share:
-        for future in [_tile_pool(n).submit(run, k, *part_k) for k, part_k in enumerate(parts)]:
-            future.result()
-    else:
-        for k, part_k in enumerate(parts):
-            run(k, *part_k)
-    for dp in private_dp:
-        tensors["dp"] += dp
-
-# %% ../nbs/05_relation.ipynb #394a7080
-class ChunkedRelation(torch.autograd.Function):
-    "Tiled relation with a recomputing backward. Inputs are already centred (exact) or normalised (approx)."
-
-    @staticmethod
-    def forward(
-        ctx,
-        q: Tensor,
-        p: Tensor,
-        spec: RelationSpec,
-        chunk: int | None,
-        compiled: bool = False,
-        eps: float | Tensor | None = None,
-    ) -> Tensor:
-        eps = spec.eps if eps is None else eps  # the caller may rescale eps
-        B, T, H = q.shape
-        counts = pair_counts(T, spec.causal, q.device, q.dtype)
-        acc = torch.zeros_like(q)  # sum over memory, per output
-        run_max = torch.full((B, T, 1), float("-inf"), dtype=q.dtype, device=q.device) if spec.stable else None
-        _run_parts(_forward_part, q, p, spec, eps, chunk, compiled, acc=acc, run_max=run_max)
-        if spec.stable:  # y_j / max_k y_jk; the backward needs exp(n - shift) = d y / d n
-            top = acc.amax(-1, keepdim=True)
-            y, shift = acc / top, (run_max + top.log())[..., 0]
-        else:
-            y, shift = acc / counts[:, None], counts.log().expand(B, T)
-        ctx.save_for_backward(q, p, shift if spec.act == "exp" else counts)
-        ctx.spec, ctx.chunk, ctx.compiled, ctx.eps = spec, chunk, compiled, eps
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor):
-        q, p, scale = ctx.saved_tensors
-        spec, chunk, compiled, eps = ctx.spec, ctx.chunk, ctx.compiled, ctx.eps
-        if torch.is_grad_enabled():
-            return (*differentiable_backward(q, p, grad_y, spec, eps), None, None, None, None)
-        grad_y = grad_y.contiguous()
-        if spec.act != "exp":
-            grad_y = grad_y / scale[:, None]  # 1 / |S_j|
-        dq, dp = torch.zeros_like(q), torch.zeros_like(p)
-        _run_parts(_backward_part, q, p, spec, eps, chunk, compiled, grad_y=grad_y, scale=scale, dq=dq, dp=dp)
-        return dq, dp, None, None, None, None
-
-# %% ../nbs/05_relation.ipynb #05c1a022
-def _forward_part(q, p, spec, eps, chunk, compiled, j_blocks, acc, run_max):
-    "Accumulate the forward tiles of these batch rows (and output blocks `j_blocks`) into `acc` (and `run_max`)."
-    forward_tile, _ = _tile_functions(compiled)
-    B, T, H = q.shape
-    normalise, stable = spec.prenorm == "exact", spec.stable  # per-pair normalisation in the tiles
-    work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 1)[0]
-    for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, spec.causal, chunk, j_blocks):
-        old = run_max[bs, j0:j1] if stable else None
-        qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-        tile_sum, new = forward_tile(
-            qt, pt, old, spec.act, normalise, eps, diagonal, _view(work, (qt.shape[0], j1 - j0, i1 - i0, H))
-        )
-        if stable:
-            acc[bs, j0:j1] *= torch.exp(old - new)  # rescale to the new row max
-            run_max[bs, j0:j1] = new
-        acc[bs, j0:j1] += tile_sum
-
-# %% ../nbs/05_relation.ipynb #05c1a024
-def _backward_part(q, p, spec, eps, chunk, compiled, j_blocks, grad_y, scale, dq, dp):
-    "Accumulate the backward tiles of these batch rows (and output blocks `j_blocks`) into `dq` and `dp`."
-    _, backward_tile = _tile_functions(compiled)
-    B, T, H = q.shape
-    work = None if compiled else _workspace(q, _largest_tile(B, T, H, chunk), 3)
-    for bs, j0, j1, i0, i1, diagonal in _tiles(B, T, H, spec.causal, chunk, j_blocks):
-        shift = scale[bs, j0:j1] if spec.act == "exp" else None
-        qt, pt = q[bs, j0:j1], p[bs, i0:i1]
-        tile_work = None if work is None else [_view(w, (qt.shape[0], j1 - j0, i1 - i0, H)) for w in work]
-        dq_t, dp_t = backward_tile(
-            qt, pt, grad_y[bs, j0:j1], shift, spec.act, spec.prenorm == "exact", eps, diagonal, tile_work
-        )
-        dq[bs, j0:j1] += dq_t
-        dp[bs, i0:i1] += dp_t
-
-# %% ../nbs/05_relation.ipynb #05c1a025
-def differentiable_backward(q: Tensor, p: Tensor, grad_y: Tensor, spec: RelationSpec, eps) -> tuple[Tensor, Tensor]:
-    """dL/dq, dL/dp of the relation of prepared inputs (centred: exact; normalised: approx) as differentiable functions,
-    for double backward."""
-    inner = dataclasses.replace(spec, prenorm="exact" if spec.prenorm == "exact" else "none")  # what the tiles compute
-    with torch.enable_grad():
-        y = _naive(q, p, inner, eps)
-        return torch.autograd.grad(y, (q, p), grad_y, create_graph=True)
-
-# %% ../nbs/05_relation.ipynb #3e955923
-def common_scale(q: Tensor, p: Tensor) -> Tensor:
-    """A power of two c (0-dim, no gradient) that brings max(|q|, |p|) into [1, 2): mu((p_i + q_j) c) = mu(p_i + q_j),
-    with eps c."""
-    return power_of_two_scale(torch.maximum(q.detach().abs().amax(), p.detach().abs().amax()))
-
-# %% ../nbs/05_relation.ipynb #05c1a027
-def _chunked(
-    q: Tensor, p: Tensor, spec: RelationSpec, chunk: int | None, compiled: bool = False, fused: bool = False
-) -> Tensor:
-    "Bounded-memory relation: per-token preparation under autograd, then the tiled Function (or the fused kernel's)."
-    eps = spec.eps
-    if spec.prenorm == "exact":  # exact rescaling, so that the pair statistics cannot overflow
-        c = common_scale(q, p)
-        q, p, eps = centre(q * c, spec.norm), centre(p * c, spec.norm), spec.eps * c
-    elif spec.prenorm == "approx":
-        mu = get_norm(spec.norm)
-        q, p = mu(q, spec.eps), mu(p, spec.eps)
-    if fused:
-        return FusedRelation.apply(q, p, spec, eps)
-    return ChunkedRelation.apply(q, p, spec, chunk, compiled, eps)
-
-# %% ../nbs/05_relation.ipynb #cac9c7e6
-class FusedRelation(torch.autograd.Function):
-    "The exact relation (exp) by the fused CPU kernel, with its recomputing backward. Inputs centred (layer), float32."
-
-    @staticmethod
-    def forward(ctx, q: Tensor, p: Tensor, spec: RelationSpec, eps: float | Tensor) -> Tensor:
-        B, T, H = q.shape
-        eps = float(eps)
-        counts = pair_counts(T, spec.causal, q.device, q.dtype)
-        bound = normalised_bound(H, spec.norm) if spec.stable else 0.0  # the fixed shift of "The row maximum"
-        acc = fused_sums(q, p, spec.causal, eps, bound)
-        if spec.stable:
-            top = acc.amax(-1, keepdim=True)
-            y, shift = acc / top, bound + top.log()[..., 0]
-        else:
-            y, shift = acc / counts[:, None], counts.log().expand(B, T)
-        ctx.save_for_backward(q, p, shift)
-        ctx.spec, ctx.eps = spec, eps
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y: Tensor):
-        q, p, shift = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: the differentiable form
-            return (*differentiable_backward(q, p, grad_y, ctx.spec, ctx.eps), None, None)
-        return (*fused_grads(q, p, grad_y, shift, ctx.spec.causal, ctx.eps), None, None)
 
 # %% ../nbs/05_relation.ipynb #59bfcf1e
 def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
@@ -441,7 +31,6 @@ def _linear(q: Tensor, p: Tensor, spec: RelationSpec) -> Tensor:
     return linear_relation(q, p, spec.causal, spec.stable)
 
 # %% ../nbs/05_relation.ipynb #a64a3515
-IMPLS = ("auto", "naive", "chunked", "compiled", "fused", "linear", "triton")
 CHECK_FINITE = (
     True  # refuse NaN/inf inputs; one reduction per call (and a device sync on a GPU): set False in tight loops
 )
@@ -618,9 +207,69 @@ def _choose_impl(q: Tensor, spec: RelationSpec, impl: str, chunk: int | None) ->
         )
     if impl != "auto":
         return impl
-    if spec.decomposable:
-        return "linear"
-    return "triton" if _triton_suits(q, spec) else "fused" if _fused_suits(q, spec) else "chunked"
+    return next(name for name in AUTO_ORDER if IMPLEMENTATIONS[name].suits(q, spec))
+
+# %% ../nbs/05_relation.ipynb #85debf70
+FORMS = {  # which forms an implementation computes: key -> (prenorm, act) rule, and the words for it
+    "all": (lambda prenorm, act: True, "all"),
+    "exact exp": (lambda prenorm, act: prenorm == "exact" and act == "exp", "exact, exp"),
+    "decomposable": (decomposable, "exp with `approx` or `none`"),
+}
+
+
+@dataclass(frozen=True)
+class Implementation:
+    "One way to compute the relation: what it can compute, where, at what cost, and how the benchmark names it."
+
+    forms: str  # a key of FORMS
+    devices: str  # "CPU or GPU", "CPU" or "GPU"
+    memory: str  # extra memory, as a cost class
+    what: str  # what it is for
+    provider: str  # its name in the benchmark (causal-rn-bench)
+    suits: Callable | None = None  # (q, spec) -> whether impl="auto" may pick it; None: only when asked for
+    options: tuple = ()  # (keyword, value) pairs the benchmark adds to its relation() call
+
+    def supports(self, prenorm: str, act: str) -> bool:
+        return FORMS[self.forms][0](prenorm, act)
+
+
+IMPLEMENTATIONS = {
+    "naive": Implementation(
+        "all", "CPU or GPU", "$O(BT^2H)$", "the reference: materialise every pair, as the authors' code does",
+        "materialised",
+    ),
+    "chunked": Implementation(
+        "all", "CPU or GPU", "$O(BTH + \\text{tile})$", "exact CausalRN in bounded memory, forward and backward",
+        "chunked", suits=lambda q, spec: True,
+    ),
+    "compiled": Implementation(
+        "all", "CPU or GPU", "$O(BTH + \\text{tile})$", "the same, each tile's work fused by `torch.compile`",
+        "compiled",
+    ),
+    "fused": Implementation(
+        "exact exp", "CPU", "$O(BTH + \\text{block})$",
+        "one pass per pair of rows in C, with its own vector exp ([the fused kernel](05a_fused.ipynb))", "fused",
+        suits=lambda q, spec: _fused_suits(q, spec),
+    ),
+    "linear": Implementation(
+        "decomposable", "CPU or GPU", "$O(BTH)$", "Linear CausalRN / BiRN, Eq. 5", "linear",
+        suits=lambda q, spec: spec.decomposable, options=(("prenorm", "approx"),),
+    ),
+    "triton": Implementation(
+        "exact exp", "GPU", "$O(BTH)$", "fused GPU kernels ([the Triton notebook](09_triton.ipynb))", "triton",
+        suits=lambda q, spec: _triton_suits(q, spec),
+    ),
+}  # fmt: skip
+AUTO_ORDER = ("linear", "triton", "fused", "chunked")  # impl="auto": the first of these that suits the call
+IMPLS = ("auto", *IMPLEMENTATIONS)
+
+
+def implementations_table() -> str:
+    "The implementations as a markdown table, from IMPLEMENTATIONS (the documentation prints it)."
+    rows = ["| `impl` | forms | runs on | memory | what for |", "|---|---|---|---|---|"]
+    for name, impl in IMPLEMENTATIONS.items():
+        rows.append(f'| `"{name}"` | {FORMS[impl.forms][1]} | {impl.devices} | {impl.memory} | {impl.what} |')
+    return "\n".join(rows)
 
 # %% ../nbs/05_relation.ipynb #0193093a
 def relation(
@@ -653,15 +302,17 @@ def relation(
     if dtype in (torch.float16, torch.bfloat16):
         q, p = q.float(), p.float()  # compute and accumulate in float32
     if impl == "naive":
-        y = _naive(q, p, spec)
+        y = naive_relation(q, p, spec)
     elif impl == "linear":
         y = _linear(q, p, spec)
     elif impl == "triton":
         from causal_rn.triton_relation import triton_relation  # imported on use: triton is optional
 
         y = triton_relation(q, p, spec)
+    elif impl == "fused":
+        y = fused_relation(q, p, spec)
     else:
-        y = _chunked(q, p, spec, chunk, compiled=impl == "compiled", fused=impl == "fused")
+        y = chunked_relation(q, p, spec, chunk, compiled=impl == "compiled")
     return _in_dtype(y, dtype)
 
 # %% ../nbs/05_relation.ipynb #c2c9bc03
@@ -701,13 +352,11 @@ def relation_rows(
     dtype = q.dtype
     if dtype in (torch.float16, torch.bfloat16):
         q, p = q.float(), p.float()
-    return _in_dtype(_naive(q, p, spec), dtype)
+    return _in_dtype(naive_relation(q, p, spec), dtype)
 
 # %% ../nbs/05_relation.ipynb #85797503
 def supports(impl: str, prenorm: str, act: str) -> bool:
-    "Whether `impl` can compute the relation with this `prenorm` and `act`."
-    if impl == "linear":
-        return decomposable(prenorm, act)
-    if impl in ("triton", "fused"):
-        return prenorm == "exact" and act == "exp"
-    return impl in ("naive", "chunked", "compiled", "auto")
+    "Whether `impl` can compute the relation with this `prenorm` and `act` (from IMPLEMENTATIONS)."
+    if impl == "auto":
+        return True
+    return impl in IMPLEMENTATIONS and IMPLEMENTATIONS[impl].supports(prenorm, act)

@@ -168,10 +168,11 @@ def train_run(
 ) -> dict:
     "Train (or resume, or report) the declared `run` in its folder under the results root `root`; its summary."
     import torch
+    from causal_rn.threads import pin_threads
     from causal_rn.train import fit
 
     if threads:
-        torch.set_num_threads(threads)
+        pin_threads(threads)  # an explicit count: not lowered on a busy machine
     model_cfg, task, cfg = configure_run(run, sets)
     return fit(
         model_cfg, task, cfg, run_path(root, run), preset=run.preset, finished="strict", progress=progress, log=log

@@ -34,6 +34,7 @@ from causal_rn.processes import (
     world,
 )
 from .relation import RelationSpec, resolve_impl
+from .threads import share_cores
 from .runs import CHECKPOINT_FORMAT, RUN_FILES, RunDir, RunLock, machine, metrics_digest, read_checkpoint
 
 # %% auto #0
@@ -454,12 +455,19 @@ def fit(
         if stored is not None:
             return stored
         resume(build(t))
+        asked = torch.get_num_threads()
+        if device.type == "cpu" and size == 1 and share_cores() < asked:
+            log(
+                f"other processes keep cores busy: training on {torch.get_num_threads()} of {asked} torch threads "
+                "(CAUSAL_RN_THREADS=fixed keeps them all)"
+            )
         how = dict(
             start=t.start,
             device=str(t.device),
             amp=t.amp,
             compile=cfg.compile,
             relation_impl=relation_impl(model_cfg, device),
+            threads=torch.get_num_threads() if device.type == "cpu" else None,
         )
         t.state.setdefault("segments", []).append(how)  # a resumed run may execute otherwise: each part is recorded
         if extend:

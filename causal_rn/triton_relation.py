@@ -15,7 +15,7 @@ import triton.language as tl
 from .checks import positive_int
 from .factorised import pair_counts
 from .norms import centre, normalised_bound
-from .relation import RelationSpec, common_scale, differentiable_backward
+from .spec import RelationSpec, common_scale, differentiable_backward
 
 # %% auto #0
 __all__ = ['LOG2E', 'BLOCK_ROWS', 'BLOCK_FEATURES', 'TritonRelation', 'triton_relation']

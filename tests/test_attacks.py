@@ -343,8 +343,8 @@ def test_the_relation_of_tiny_inputs_is_finite_as_the_naive_form_is():
 
 def test_sharing_tiles_leaves_new_threads_their_thread_count():
     script = (
-        "import threading, torch\nimport causal_rn.relation as r\nr.TILE_THREADS = 'tiles'\n"
-        "q = torch.randn(2, 512, 1024)\nr.relation(q, q)\nseen = []\n"
+        "import threading, torch\nimport causal_rn.tiles as t\nfrom causal_rn.relation import relation\n"
+        "t.TILE_THREADS = 'tiles'\nq = torch.randn(2, 512, 1024)\nrelation(q, q, impl='chunked')\nseen = []\n"
         "t = threading.Thread(target=lambda: seen.append(torch.get_num_threads())); t.start(); t.join()\n"
         "print(torch.get_num_threads(), seen[0])"
     )

@@ -121,3 +121,38 @@ def test_copy_sigterm_writes_a_checkpoint_and_resumes(tmp_path):
     done = subprocess.run(cmd[:4] + [str(ckpt["iteration"] + 3)] + cmd[5:], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len((out / "metrics.csv").read_text().splitlines()) - 1 == ckpt["iteration"] + 3
+
+
+def test_bench_kernel_and_contention_studies_write_results(tmp_path):
+    "The two studies of the fused kernel, at their smoke-test size: every row measured or saying why not."
+    kernel, contention = tmp_path / "kernel.json", tmp_path / "contention.json"
+    for args, path in ((["--kernel"], kernel), (["--contention", "1"], contention)):
+        out = subprocess.run(
+            ["causal-rn-bench", "--quick", "--repeats", "1", "--out", str(path), *args], capture_output=True, text=True
+        )
+        assert out.returncode == 0 and str(path) in out.stdout, out.stdout + out.stderr
+    res = json.loads(kernel.read_text())
+    assert res["quick"] is True and {r["provider"] for r in res["rows"]} == {"fused", "chunked", "materialised", "sdpa"}
+    assert all(r["status"] == "ok" or r["status"].startswith("not run") for r in res["rows"])
+    assert all(c["torch_exps_per_s"] > 0 for c in res["exp_ceilings"])
+    fused = [r for r in res["rows"] if r["provider"] == "fused" and r["status"] == "ok"]
+    assert all(0 < r["of_torch_exp"] for r in fused)
+    assert {t["kind"] for t in res["training"]} >= {"causal_rn", "transformer"} and res["profiles"]
+    rows = json.loads(contention.read_text())["rows"]
+    assert {(r["kind"], r["threads"], r["busy"]) for r in rows} >= {
+        ("causal_rn", "shared", 1),
+        ("transformer", "fixed", 1),
+    }
+    assert all(r["slowdown"] > 0 and r["fair_share"] >= 1 for r in rows)
+
+
+def test_bench_studies_refuse_nonsense(tmp_path):
+    for args, message in (
+        (["--kernel", "--contention", "2"], "separate studies: give one of them"),
+        (["--contention", "-1"], "--contention takes a count of busy processes"),
+    ):
+        out = subprocess.run(
+            ["causal-rn-bench", "--quick", "--out", str(tmp_path / "x.json"), *args], capture_output=True, text=True
+        )
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "x.json").exists()

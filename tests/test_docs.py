@@ -213,27 +213,25 @@ def _code_texts(page_html: str) -> list[str]:
     ]
 
 
-# A line of the tiled forward and one of the hand-written backward of the relation operator.
+# A line of the tiled forward and one of the hand-written backward of the chunked relation operator.
 IMPLEMENTATION = {"_forward_tile": "online maximum per output row", "_backward_tile": "dL / dn"}
 
 
 def test_operator_page_shows_the_implementation(site):
-    """Lesson cells are `#| exports`: the operator page shows the code of the tiled forward and backward, not only
-    signatures."""
-    sources = [c.source for c in _notebook("05_relation").cells if c.cell_type == "code"]
-    code = "\n".join(_code_texts((site / "05_relation.html").read_text()))
+    """Lesson cells are `#| exports`: the chunked operator's page shows the code of the tiled forward and backward, not
+    only signatures."""
+    sources = [c.source for c in _notebook("04b_tiles").cells if c.cell_type == "code"]
+    code = "\n".join(_code_texts((site / "04b_tiles.html").read_text()))
     for fn, marker in IMPLEMENTATION.items():
         cell = next((s for s in sources if re.search(rf"^def {fn}\(", s, re.M)), None)
-        assert cell is not None, f"05_relation.ipynb no longer defines {fn}: pick another function for this test"
+        assert cell is not None, f"04b_tiles.ipynb no longer defines {fn}: pick another function for this test"
         lines = cell.splitlines()
         start = next(i for i, l in enumerate(lines) if l.startswith(f"def {fn}("))
         end = next((i for i in range(start + 1, len(lines)) if lines[i][:1].strip() and lines[i][0] != ")"), len(lines))
         line = next((l.strip() for l in lines[start:end] if marker in l), None)
-        assert line is not None, (
-            f"{fn} in 05_relation.ipynb has no line with {marker!r}: pick another line for this test"
-        )
+        assert line is not None, f"{fn} in 04b_tiles.ipynb has no line with {marker!r}: pick another line for this test"
         assert cell.startswith("#| exports"), (
-            f"the cell of {fn} in 05_relation.ipynb is not `#| exports`, so the site hides its code"
+            f"the cell of {fn} in 04b_tiles.ipynb is not `#| exports`, so the site hides its code"
         )
         assert line in code, f"the operator page does not show this line of {fn}: {line!r}"
 

@@ -152,7 +152,7 @@ def test_triton_edges_under_the_interpreter():
 def test_sharing_tiles_among_threads_changes_no_bit(shape, monkeypatch):
     """The two ways to use threads (parallel ops; tiles shared out when the machine is busy) give the same bits at the
     training shapes."""
-    import causal_rn.relation as R
+    import causal_rn.tiles as R
 
     if torch.get_num_threads() < 2:
         pytest.skip("one thread: nothing to share")
@@ -174,9 +174,9 @@ def test_sharing_tiles_among_threads_changes_no_bit(shape, monkeypatch):
 
 
 def test_the_load_detector_answers():
-    import causal_rn.relation as R
+    from causal_rn.threads import others_busy
 
-    assert isinstance(R.others_busy(every=0.0), bool)
+    assert isinstance(others_busy(every=0.0), bool)
 
 
 def test_non_finite_values_are_never_hidden_as_zero_spread():
