@@ -689,7 +689,7 @@ def training_steps(quick: bool = False, string_sizes=(16, 64), steps: int = 7, l
 def training_contention(counts=(1, 2, 4), quick: bool = False, steps: int = 9, log=print) -> dict:
     """The main job's training step (cpu preset, strings of 16) quiet and beside each count of busy processes: median
     wall time and CPU time per step, the slowdown, and the slowdown over the fair share max(1, (n + 1) / cores); with
-    the thread count a training run now chooses (`share_cores`: "shared") and with torch's threads as they were
+    the thread count the console commands now choose (`share_cores`: "shared") and with torch's threads as they were
     ("fixed", before)."""
     cores, rows = os.cpu_count(), []
     for kind, impl in (("causal_rn", "fused"), ("causal_rn", "chunked"), ("transformer", "auto")):

@@ -144,8 +144,9 @@ def task_command(
             ap.exit(2, f"{prog}: {e}\n")
         try:
             summary = fit(
-                model_cfg, task, cfg, args.out, preset=args.preset, extend=args.extend, progress=not args.quiet
-            )
+                model_cfg, task, cfg, args.out, preset=args.preset, extend=args.extend, progress=not args.quiet,
+                share_threads=True,
+            )  # fmt: skip
         except RunInterrupted as e:
             print(f"{prog}: {e}", file=sys.stderr)
             sys.exit(128 + e.signum)

@@ -39,7 +39,7 @@ from .runs import CHECKPOINT_FORMAT, RUN_FILES, RunDir, RunLock, machine, metric
 
 # %% auto #0
 __all__ = ['IGNORE', 'Task', 'Training', 'finished_run', 'build', 'non_finite', 'train_step', 'evaluate', 'save_checkpoint',
-           'resume', 'train', 'relation_impl', 'finish', 'fit', 'load_model', 'fit_named']
+           'resume', 'train', 'relation_impl', 'finish', 'choose_threads', 'fit', 'load_model', 'fit_named']
 
 # %% ../nbs/13_training.ipynb #3ee248ad
 IGNORE = -1  # the target of a position that is not scored (cross_entropy's ignore_index), in every task
@@ -420,6 +420,22 @@ def finish(t: Training) -> dict:
     return summary
 
 # %% ../nbs/13_training.ipynb #897626b3
+def choose_threads(t: Training) -> int:
+    """The thread count of this segment of a CPU run: a resumed run keeps the count its last segment trained on (its
+    numerics then go on as they were); a new one takes the free cores of a busy machine (`share_cores`), and says so."""
+    asked, last = torch.get_num_threads(), (t.state.get("segments") or [{}])[-1].get("threads")
+    if t.start > 0 and last:
+        if last != asked:
+            torch.set_num_threads(last)
+            t.log(f"resuming on the {last} torch threads this run trained on")
+    elif share_cores() < asked:
+        t.log(
+            f"other processes keep cores busy: training on {torch.get_num_threads()} of {asked} torch threads "
+            "(CAUSAL_RN_THREADS=fixed keeps them all)"
+        )
+    return torch.get_num_threads()
+
+
 def fit(
     model_cfg: ModelConfig,
     task: Task,
@@ -431,9 +447,11 @@ def fit(
     finished: str = "report",
     progress: bool | dict = True,
     log=print,
+    share_threads: bool = False,
 ) -> dict:
     """Train `model_cfg` on `task` as `cfg` says; with `run_dir`, resume from, checkpoint to and summarise in it. The
-    summary."""
+    summary. `share_threads` (the console commands): on a busy CPU, a new run trains on the free cores; a resumed one
+    on the thread count it trained on."""
     one_of("finished", finished, ("report", "strict"))
     real_bool("extend", extend)
     model_cfg = model_cfg.resolved()  # a no-op for a configuration from `configure`
@@ -455,12 +473,8 @@ def fit(
         if stored is not None:
             return stored
         resume(build(t))
-        asked = torch.get_num_threads()
-        if device.type == "cpu" and size == 1 and share_cores() < asked:
-            log(
-                f"other processes keep cores busy: training on {torch.get_num_threads()} of {asked} torch threads "
-                "(CAUSAL_RN_THREADS=fixed keeps them all)"
-            )
+        if share_threads and device.type == "cpu" and size == 1:
+            choose_threads(t)
         how = dict(
             start=t.start,
             device=str(t.device),
