@@ -143,9 +143,10 @@ def task_command(
         except (ValueError, TypeError, FileNotFoundError) as e:
             ap.exit(2, f"{prog}: {e}\n")
         try:
+            share = argv is None  # run as a program, not main([...]) from Python: threads follow the machine's load
             summary = fit(
                 model_cfg, task, cfg, args.out, preset=args.preset, extend=args.extend, progress=not args.quiet,
-                share_threads=True,
+                share_threads=share,
             )  # fmt: skip
         except RunInterrupted as e:
             print(f"{prog}: {e}", file=sys.stderr)
