@@ -130,6 +130,25 @@ def test_dry_run_and_list_read_the_stored_runs():
 AVX2 = dict(ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2")
 
 
+def same_cpu(stored: dict) -> bool:
+    "Whether this machine's CPU is the model the stored run ran on (where its bits can be asked for)."
+    from causal_rn.runs import machine
+
+    return stored["device"].split(",")[0] == machine("cpu")["device"].split(",")[0]
+
+
+def assert_reproduced(root, run, stored: dict):
+    """metrics.csv as stored, but the seconds: bit for bit on the CPU model the run was made on; on another vendor's
+    CPU (MKL picks other kernels there even when held to AVX2) the same rows, with losses within the last printed
+    digit."""
+    new, old = rows(root, run), rows(ROOT, run)
+    if same_cpu(stored):
+        assert new == old
+    else:
+        assert [r["iteration"] for r in new] == [r["iteration"] for r in old]
+        assert max(abs(float(a["loss"]) - float(b["loss"])) for a, b in zip(new, old)) <= 1e-5
+
+
 def test_a_stored_run_trains_again_to_the_same_bits(tmp_path, monkeypatch):
     "Fig. 4's Transformer at 8 letters, seed 0, re-run in an empty root: metrics.csv as stored, but the seconds."
     for k, v in AVX2.items():
@@ -139,7 +158,7 @@ def test_a_stored_run_trains_again_to_the_same_bits(tmp_path, monkeypatch):
     threads = stored["device"].split(", ")[-1].split()[0]  # the thread count it ran with
     out = sweep("fig4", "--only", "transformer", "--match", "*-L8-seed0", "--threads", threads, "--root", str(tmp_path))
     assert out.returncode == 0 and "1 trained" in out.stdout, out.stdout + out.stderr
-    assert rows(tmp_path, run) == rows(ROOT, run)
+    assert_reproduced(tmp_path, run, stored)
 
 
 def test_stored_causal_rn_runs_train_again_to_the_same_bits_with_the_impl_of_their_day(tmp_path, monkeypatch):
@@ -158,6 +177,6 @@ def test_stored_causal_rn_runs_train_again_to_the_same_bits_with_the_impl_of_the
             "--set", "impl=chunked", "--root", str(tmp_path), "--quiet",
         )  # fmt: skip
         assert out.returncode == 0 and "1 trained" in out.stdout, out.stdout + out.stderr
-    for r in runs:
-        assert rows(tmp_path, r) == rows(ROOT, r), r
+    for r, s in zip(runs, stored):
+        assert_reproduced(tmp_path, r, s)
         assert json.loads((run_path(tmp_path, r) / "summary.json").read_text())["relation_impl"] == "chunked"
