@@ -19,11 +19,11 @@ from .runs import check_new_file, machine, write_json
 
 # %% auto #0
 __all__ = ['PROVIDERS', 'EXACT_PROVIDERS', 'CONTENTION_SETTINGS', 'KERNEL_CASES', 'KERNEL_PROVIDERS', 'TRAINING_SETTINGS',
-           'peak_memory_mb', 'reset_peak_memory', 'available', 'measure', 'measure_isolated', 'exp_ceilings',
-           'training_throughput', 'benchmark_cases', 'run_benchmark', 'speed_words', 'megabytes', 'memory_words',
-           'ratios', 'format_ratios', 'busy_process', 'contention_ratios', 'run_contention', 'busy_processes',
-           'kernel_exp_rate', 'in_fresh_process', 'kernel_study', 'training_steps', 'training_contention',
-           'step_profile', 'forward_breakdown', 'write_results', 'default_out', 'main']
+           'peak_memory_mb', 'reset_peak_memory', 'available', 'measure', 'in_fresh_process', 'measure_isolated',
+           'exp_ceilings', 'training_throughput', 'benchmark_cases', 'run_benchmark', 'speed_words', 'megabytes',
+           'memory_words', 'ratios', 'format_ratios', 'busy_process', 'contention_ratios', 'run_contention',
+           'busy_processes', 'kernel_exp_rate', 'kernel_study', 'training_steps', 'training_contention', 'step_profile',
+           'forward_breakdown', 'write_results', 'default_out', 'main']
 
 # %% ../nbs/06_relation_benchmark.ipynb #8978b965
 PROVIDERS = {  # name -> relation() keyword arguments (None: not a relation() call), one per implementation
@@ -74,6 +74,11 @@ def available(provider: str, device: str = "cpu") -> str | None:
         except ImportError:
             return "triton is not installed"
     return None
+
+
+def _not_run(provider, B, T, H, backward, why) -> dict:
+    passes = "forward+backward" if backward else "forward"
+    return dict(provider=provider, B=B, T=T, H=H, passes=passes, status=f"not run: {why}")
 
 
 def _call(provider: str, q, p, v):
@@ -170,12 +175,17 @@ def _isolated(kwargs: dict, mem_limit_gb: float | None) -> dict:
         )
 
 
+def in_fresh_process(fn, **kwargs):
+    "fn(**kwargs) in a fresh (spawned) Python process, so that no thread pool or cache of this one is shared."
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, **kwargs).result()
+
+
 def measure_isolated(mem_limit_gb: float | None = None, **kwargs) -> dict:
     "`measure` in a fresh process, under an address-space limit of `mem_limit_gb` GiB (None: no limit; CPU only)."
     if kwargs.get("device") == "cuda":
         mem_limit_gb = None  # CUDA needs a large address space
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_isolated, kwargs, mem_limit_gb).result()
+    return in_fresh_process(_isolated, kwargs=kwargs, mem_limit_gb=mem_limit_gb)
 
 # %% ../nbs/06_relation_benchmark.ipynb #caa405fb
 def exp_ceilings(n: int, repeats: int = 3) -> dict:
@@ -302,14 +312,7 @@ def run_benchmark(
             for prov in providers:
                 why = available(prov, device)
                 if why:
-                    r = dict(
-                        provider=prov,
-                        B=B,
-                        T=T,
-                        H=H,
-                        passes="forward+backward" if backward else "forward",
-                        status=f"not run: {why}",
-                    )
+                    r = _not_run(prov, B, T, H, backward, why)
                 else:
                     r = measure_isolated(
                         mem_limit_gb=mem_limit_gb,
@@ -590,18 +593,7 @@ def kernel_exp_rate(threads: int = 1, repeats: int = 3) -> dict:
         rate = 200 * x.numel() / min(_timed(kernel_loop) for _ in range(repeats))
         return out | dict(kernel_exps_per_s=rate, kernel_lanes=lib.lanes())
 
-
-def in_fresh_process(fn, **kwargs):
-    "fn(**kwargs) in a fresh (spawned) Python process, so that no thread pool or cache of this one is shared."
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, **kwargs).result()
-
 # %% ../nbs/06_relation_benchmark.ipynb #b9a29aec
-def _not_run(provider, B, T, H, backward, why) -> dict:
-    passes = "forward+backward" if backward else "forward"
-    return dict(provider=provider, B=B, T=T, H=H, passes=passes, status=f"not run: {why}")
-
-
 def kernel_study(quick: bool = False, repeats: int = 3, threads=(1, 2), log=print) -> dict:
     """The fused kernel against chunked, materialised and SDPA at the copy and target shapes, forward and
     forward+backward, on 1 and 2 threads, quiet and beside one busy process, each measurement in a fresh process; with

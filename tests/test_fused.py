@@ -130,3 +130,16 @@ def test_zero_and_constant_rows_match_the_chunked_path():
             for a, b in ((y, yc), (qq.grad, qc.grad), (pp.grad, pc.grad)):
                 assert a.isfinite().all()
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_short_sequences_and_every_remainder_of_lanes():
+    "One token, fewer tokens than row groups, H not a multiple of 8, H at the kernel's limit: as the chunked path."
+    import torch
+    from causal_rn.relation import relation
+
+    g = torch.Generator().manual_seed(4)
+    for B, T, H in [(3, 1, 8), (2, 5, 9), (1, 3, 1600)]:
+        for causal in (True, False):
+            q, p = torch.randn(B, T, H, generator=g), torch.randn(B, T, H, generator=g)
+            y = relation(q, p, impl="fused", causal=causal, stable=True)
+            torch.testing.assert_close(y, relation(q, p, impl="chunked", causal=causal, stable=True))
